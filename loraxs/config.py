@@ -1,0 +1,117 @@
+"""`AdapterConfig`: every knob of an adapter, as a plain dataclass (no Hydra here).
+
+The methods (METHODS.md §1), with a frozen layer ``y = x Wᵀ + b``, ``W`` of shape ``(d_out, d_in)``:
+
+- ``lora``:           ``y += s · (x Aᵀ) Bᵀ``        trainable A ``(r, d_in)``, B ``(d_out, r)``
+- ``loraxs``:         ``y += s · ((x Aᵀ) Rᵀ) Bᵀ``   trainable R ``(r, r)``; A = Σ_r V_rᵀ, B = U_r (SVD of W)
+- ``loraxs_random``:  as ``loraxs`` with Kaiming-uniform A and B (the papers' ablation)
+- ``lorasb``:         as ``loraxs`` with s = 1; B, R, A from an estimate of the first full update
+- ``full``:           no adapter; every weight trains
+
+with ``s = alpha / r``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+METHODS = ("lora", "loraxs", "loraxs_random", "lorasb", "full")
+XS_METHODS = ("loraxs", "loraxs_random", "lorasb")
+SVD_BACKENDS = ("torch", "torch_lowrank", "sklearn")
+LORASB_LR_RULES = ("warmup", "lr")
+
+
+@dataclass
+class AdapterConfig:
+    """Configuration of one adapter.
+
+    Attributes:
+        method: one of ``lora | loraxs | loraxs_random | lorasb | full``.
+        rank: r, with ``1 <= r <= min(d_in, d_out)`` for every targeted layer.
+        alpha: scale numerator, ``s = alpha / r``. ``None`` means ``alpha = r`` (s = 1).
+            LoRA-SB always uses s = 1 (alpha is forced to r).
+        dropout: dropout on the adapter's input (``x`` in ``x Aᵀ``); 0 disables it.
+        target_modules: module-name suffixes to wrap, matched like PEFT: a module named ``n``
+            is a target when ``n == t`` or ``n.endswith("." + t)``.
+        modules_to_save: module-name suffixes (task heads) kept fully trainable and saved with the adapter.
+        svd_backend: ``torch`` (exact ``torch.linalg.svd``), ``torch_lowrank`` (randomised
+            ``torch.svd_lowrank``) or ``sklearn`` (``TruncatedSVD`` on ``Wᵀ``, the official LoRA-XS path).
+        svd_n_iter: power iterations of the randomised backends (official: 10).
+        svd_oversample: extra columns of the randomised range finder (``torch_lowrank``).
+        seed: seed of the randomised SVD and of the random inits (official: 42).
+        r_init_std: standard deviation of the LoRA-XS ``R ~ N(0, σ²)`` init (official: 1e-5).
+        lorasb_n_samples: training samples whose gradients estimate the first update
+            (official: 2 for GLUE, 50 for math, 170 for commonsense).
+        lorasb_lr_rule: ``warmup`` (official): ``η_eff = lr / (warmup_ratio · total_steps)``;
+            ``lr``: ``η_eff = lr`` (for runs without warm-up).
+    """
+
+    method: str = "loraxs"
+    rank: int = 16
+    alpha: float | None = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["query", "value", "attention.output.dense", "output.dense"]
+    )
+    modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])
+    svd_backend: str = "torch"
+    svd_n_iter: int = 10
+    svd_oversample: int = 10
+    seed: int = 42
+    r_init_std: float = 1e-5
+    lorasb_n_samples: int = 2
+    lorasb_lr_rule: str = "warmup"
+
+    def __post_init__(self) -> None:
+        self.target_modules = list(self.target_modules)
+        self.modules_to_save = list(self.modules_to_save or [])
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad value and what would be valid."""
+        if self.method not in METHODS:
+            raise ValueError(f"unknown adapter method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.method != "full":
+            if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+                raise ValueError(f"rank must be an integer >= 1, got {self.rank!r}")
+            if not self.target_modules:
+                raise ValueError("target_modules is empty; name at least one module suffix, e.g. ['query', 'value']")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.svd_backend not in SVD_BACKENDS:
+            raise ValueError(f"unknown svd_backend {self.svd_backend!r}; valid: {', '.join(SVD_BACKENDS)}")
+        if self.svd_n_iter < 0 or self.svd_oversample < 0:
+            raise ValueError(
+                f"svd_n_iter and svd_oversample must be >= 0, got {self.svd_n_iter}, {self.svd_oversample}"
+            )
+        if self.r_init_std < 0:
+            raise ValueError(f"r_init_std must be >= 0, got {self.r_init_std!r}")
+        if self.lorasb_n_samples < 1:
+            raise ValueError(f"lorasb_n_samples must be >= 1, got {self.lorasb_n_samples!r}")
+        if self.lorasb_lr_rule not in LORASB_LR_RULES:
+            raise ValueError(f"unknown lorasb_lr_rule {self.lorasb_lr_rule!r}; valid: {', '.join(LORASB_LR_RULES)}")
+
+    @property
+    def is_xs(self) -> bool:
+        """True for the B R A family (``loraxs``, ``loraxs_random``, ``lorasb``)."""
+        return self.method in XS_METHODS
+
+    @property
+    def scale(self) -> float:
+        """``s = alpha / r``; 1 for LoRA-SB and when alpha is None."""
+        if self.method == "lorasb" or self.alpha is None:
+            return 1.0
+        return float(self.alpha) / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        """Build from a dict; unknown keys are an error naming them and the valid keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown AdapterConfig keys {unknown}; valid: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,100 @@
+"""LoRA-XS SVD init against float64 references and scikit-learn; the random ablation."""
+
+import pytest
+import torch
+from conftest import BERT_TARGETS, tiny_bert
+from torch import nn
+
+from loraxs import AdapterConfig, inject_adapters, truncated_svd
+from loraxs.layers import XSLayer
+
+
+def decaying_weight(d_out=24, d_in=20, seed=0) -> torch.Tensor:
+    """A weight with well separated singular values, so the rank-r truncation is unique."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(d_out, d_out, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d_in, d_in, generator=g, dtype=torch.float64))
+    k = min(d_out, d_in)
+    s = 2.0 * 0.7 ** torch.arange(k, dtype=torch.float64)
+    return u[:, :k] @ torch.diag(s) @ v[:, :k].T
+
+
+@pytest.mark.parametrize("backend", ["torch", "torch_lowrank", "sklearn"])
+def test_update_with_r_equal_cI_is_scaled_truncation(backend):
+    w64 = decaying_weight()
+    r, alpha, c = 5, 16.0, 0.3
+    layer = XSLayer(nn.Linear(20, 24, bias=False), rank=r, scale=alpha / r)
+    with torch.no_grad():
+        layer.base_layer.weight.copy_(w64.float())
+    cfg = AdapterConfig(method="loraxs", rank=r, alpha=alpha, svd_backend=backend)
+    from loraxs.init import init_xs_svd
+
+    init_xs_svd({"l": layer}, cfg)
+    with torch.no_grad():
+        layer.lora_R.copy_(c * torch.eye(r))
+    u, s, vh = torch.linalg.svd(w64)
+    ref = c * (alpha / r) * u[:, :r] @ torch.diag(s[:r]) @ vh[:r]
+    torch.testing.assert_close(layer.delta_weight().double(), ref, rtol=1e-4, atol=1e-5)
+    # B = U_r has orthonormal columns; A = Σ_r V_rᵀ has row norms Σ_r
+    torch.testing.assert_close(layer.lora_B.T @ layer.lora_B, torch.eye(r), atol=1e-5, rtol=0)
+    torch.testing.assert_close(layer.lora_A.norm(dim=1).double(), s[:r], rtol=1e-5, atol=0)
+
+
+def test_factors_agree_with_sklearn_truncated_svd_up_to_sign():
+    from sklearn.decomposition import TruncatedSVD
+
+    w = decaying_weight().float()
+    r = 6
+    u, s, vh = truncated_svd(w, r, backend="torch")
+    svd = TruncatedSVD(n_components=r, n_iter=10, random_state=42).fit(w.T.numpy())
+    B_sk = torch.from_numpy(svd.components_.T.copy())  # (d_out, r)
+    A_sk = torch.from_numpy(svd.transform(w.T.numpy()).T.copy())  # (r, d_in) = Σ Vᵀ
+    A, B = s[:, None] * vh, u
+    signs = torch.sign((B * B_sk).sum(0))
+    assert (signs.abs() == 1).all()
+    torch.testing.assert_close(B * signs, B_sk, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(A * signs[:, None], A_sk, atol=1e-5, rtol=1e-4)
+
+
+def test_sign_rule_makes_largest_entry_of_each_u_column_positive():
+    w = decaying_weight().float()
+    for backend in ("torch", "torch_lowrank", "sklearn"):
+        u, _, _ = truncated_svd(w, 4, backend=backend)
+        idx = u.abs().argmax(0)
+        assert (u[idx, torch.arange(4)] > 0).all(), backend
+    a = truncated_svd(w, 4, backend="torch")
+    b = truncated_svd(w.clone(), 4, backend="torch_lowrank")
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+def test_inject_loraxs_output_near_base_and_r_init_std():
+    model = tiny_bert()
+    ids = torch.randint(1, 64, (2, 8))
+    base = model(input_ids=ids).logits
+    torch.manual_seed(0)
+    inject_adapters(model, AdapterConfig(method="loraxs", rank=8, target_modules=BERT_TARGETS, svd_backend="torch"))
+    rs = torch.cat([m.lora_R.flatten() for m in model.modules() if isinstance(m, XSLayer)])
+    assert 0.7e-5 < rs.std().item() < 1.3e-5
+    torch.testing.assert_close(model(input_ids=ids).logits, base, atol=1e-4, rtol=0)
+    # frozen parts
+    for m in model.modules():
+        if isinstance(m, XSLayer):
+            assert not m.lora_A.requires_grad and not m.lora_B.requires_grad and m.lora_R.requires_grad
+            assert not m.base_layer.weight.requires_grad
+
+
+def test_loraxs_random_is_seeded_kaiming_in_official_layout():
+    def factors(seed):
+        model = tiny_bert()
+        inject_adapters(model, AdapterConfig(method="loraxs_random", rank=4, target_modules=["query"], seed=seed))
+        return [(m.lora_A.clone(), m.lora_B.clone()) for m in model.modules() if isinstance(m, XSLayer)]
+
+    f1, f2, f3 = factors(1), factors(1), factors(2)
+    for (a1, b1), (a2, b2) in zip(f1, f2):
+        assert torch.equal(a1, a2) and torch.equal(b1, b2)
+    assert not torch.equal(f1[0][0], f3[0][0])
+    assert not torch.equal(f1[0][0], f1[1][0]), "each module gets its own draw"
+    a, b = f1[0]  # A (r=4, d_in=32): bound 1/sqrt(r); B (d_out=32, r): bound 1/sqrt(d_out)
+    assert a.abs().max() <= 0.5 and a.abs().max() > 0.4
+    assert b.abs().max() <= 32**-0.5 and b.abs().max() > 0.8 * 32**-0.5
