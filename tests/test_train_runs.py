@@ -1,0 +1,238 @@
+"""Behaviour of the training entrypoint: resume, divergence, init_from, metrics, CLI errors, multirun, W&B."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, compose, minilm_dir, shared_data, tiny_overrides
+
+from loraxs.training import TrainingError
+from loraxs.training.loop import run
+
+TRAIN = [sys.executable, str(ROOT / "experiments" / "train.py")]
+
+
+def _run_dir(metrics) -> Path:
+    return Path(metrics["run_dir"])
+
+
+def test_resume_after_kill_gives_identical_metrics(tiny_model_dir, tmp_path):
+    base = [
+        *tiny_overrides(tiny_model_dir, tmp_path),
+        "task.epochs=3",
+        "task.max_train_samples=48",
+        "rank=4",
+        "adapter.dropout=0.1",
+    ]
+    full = run(compose(base))
+    with pytest.raises(KeyboardInterrupt):  # killed mid-epoch 2 (6 steps per epoch)
+        run(compose([*base, "trainer.interrupt_at_step=9"]))
+    (killed,) = [d for d in (tmp_path / "runs").iterdir() if d != _run_dir(full)]
+    assert json.loads((killed / "metrics.json").read_text())["evals"][-1]["epoch"] == 1
+    resumed = run(compose([*base, f"resume={killed}"]))
+    assert _run_dir(resumed) == killed
+    assert resumed["evals"] == full["evals"]
+    assert resumed["best"] == full["best"]
+    a = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(_run_dir(full) / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
+    tiny_model_dir, tiny_glue_dir, tmp_path, monkeypatch
+):
+    from loraxs.tasks.glue import GlueTask
+
+    calls = {"n": 0}
+    collate = GlueTask.collate
+
+    def corrupt(self, items):  # calls: 2 training batches, 1 eval batch, then epoch 2's first batch: step 3
+        batch = collate(self, items)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            batch["labels"][0] = float("nan")
+        return batch
+
+    monkeypatch.setattr(GlueTask, "collate", corrupt)
+    over = [
+        *tiny_overrides(tiny_model_dir, tmp_path, tiny_glue_dir),
+        "task=stsb",
+        "task.epochs=3",
+        "rank=2",
+        "trainer.eval_batch_size=64",
+    ]
+    with pytest.raises(
+        TrainingError,
+        match=r"loss became nan at epoch 2, step 3; run stopped\. Last good checkpoint: "
+        r".*checkpoints/last\.pt",
+    ):
+        run(compose(over))
+    run_dir = next((tmp_path / "runs").iterdir())
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["progress"]["epoch"] == 1
+    assert not (run_dir / "adapter").exists()
+
+
+def test_init_from_loads_adapter_and_head(tiny_model_dir, tmp_path):
+    src = run(compose([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "task.epochs=2"]))
+    from safetensors.torch import load_file
+
+    before = load_file(_run_dir(src) / "adapter_best" / "adapter_model.safetensors")
+    dst = run(
+        compose(
+            [
+                *tiny_overrides(tiny_model_dir, tmp_path),
+                "rank=4",
+                f"init_from={_run_dir(src)}",
+                "trainer.max_steps=1",
+                "adapter.lr=1e-12",
+                "task.head_lr=1e-12",
+            ]
+        )
+    )
+    after = load_file(_run_dir(dst) / "adapter" / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], atol=1e-8, rtol=0)
+    assert "initialised adapter and head from" in (_run_dir(dst) / "train.log").read_text()
+
+
+@pytest.mark.parametrize("task,metrics", [("cola", ("mcc",)), ("stsb", ("pearson", "spearman"))])
+def test_shared_glue_metrics_equal_sklearn_scipy(task, metrics, tiny_model_dir, tmp_path):
+    """Real MiniLM features with a (nearly) untrained random head give non-degenerate predictions."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import matthews_corrcoef
+
+    glue = shared_data("glue")
+    minilm = minilm_dir()
+    over = [
+        *tiny_overrides(minilm, tmp_path, glue),
+        f"task={task}",
+        "rank=4",
+        "model.max_rank=384",
+        "task.max_train_samples=16",
+        "task.max_eval_samples=400",
+        "trainer.eval_batch_size=100",
+        "adapter.lr=1e-7",
+        "task.head_lr=1e-7",
+    ]
+    m = run(compose(over))
+    rows = [json.loads(line) for line in (_run_dir(m) / "predictions" / "validation_epoch1.jsonl").open()]
+    assert len(rows) == 400
+    y = np.array([r["label"] for r in rows])
+    p = np.array([r["prediction"] for r in rows])
+    assert len(set(p.tolist())) > 1, "degenerate predictions would make the comparison trivial"
+    reference = {
+        "mcc": lambda: matthews_corrcoef(y, p),
+        "pearson": lambda: pearsonr(p, y)[0],
+        "spearman": lambda: spearmanr(p, y)[0],
+    }
+    for name in metrics:
+        assert m["evals"][0][name] == pytest.approx(reference[name](), abs=1e-12)
+    assert m["best"][metrics[0]]["epoch"] == 1
+
+
+def test_run_folder_contents(tiny_model_dir, tmp_path):
+    m = run(compose([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "task.epochs=2"]))
+    d = _run_dir(m)
+    names = {p.name for p in d.iterdir()}
+    assert {
+        "config.yaml",
+        "metrics.json",
+        "train.log",
+        "adapter",
+        "adapter_best",
+        "checkpoints",
+        "predictions",
+    } <= names
+    saved = json.loads((d / "metrics.json").read_text())
+    assert saved["trainable"] == {"adapter": 2 * 4 * 16, "head": 32 * 2 + 2, "total": 2 * 4 * 16 + 66}
+    assert [e["epoch"] for e in saved["evals"]] == [1, 2] and saved["wall_time_s"] > 0
+    best = max(saved["evals"], key=lambda e: e["accuracy"])
+    assert saved["best"]["accuracy"] == {"value": best["accuracy"], "epoch": best["epoch"]}
+    assert "rank: 4" in (d / "config.yaml").read_text()
+
+
+def test_run_folders_are_unique_in_the_same_second(tmp_path):
+    from loraxs.training.run_folder import create
+
+    dirs = {create(tmp_path, "same") for _ in range(50)}
+    assert len(dirs) == 50
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run(TRAIN + args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, **kw)
+
+
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        (
+            "adapter=nonsense",
+            "adapter=nonsense is not a config option; valid: full, lora, lorasb, loraxs, loraxs_random",
+        ),
+        ("rank=0", "rank=0 is invalid; expected an integer >= 1"),
+        ("rank=100000", "rank=100000 exceeds what model minilm_l6 allows; valid: 1..384"),
+        ("task.data_dir=/missing", "task.data_dir=/missing does not exist"),
+    ],
+)
+def test_cli_bad_input_one_line_before_loading(arg, message, tmp_path):
+    p = _cli([arg, f"paths.output_dir={tmp_path}"])
+    assert p.returncode == 2
+    lines = [line for line in p.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr
+    assert not (tmp_path / "runs").exists(), "nothing was created"
+
+
+def test_multirun_gives_four_run_folders(tiny_model_dir, tmp_path):
+    over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("rank")]
+    p = _cli(["-m", "adapter=lora,loraxs", "rank=4,8", *over])
+    assert p.returncode == 0, p.stderr[-2000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 4
+    seen = set()
+    for d in runs:
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["finished"] and m["evals"]
+        seen.add((m["adapter"], m["rank"]))
+    assert seen == {("lora", 4), ("lora", 8), ("loraxs", 4), ("loraxs", 8)}
+
+
+def test_wandb_init_gets_resolved_config_group_tags_and_offline_mode(tiny_model_dir, tmp_path, monkeypatch):
+    import wandb
+
+    calls = {}
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, values, step):
+            calls.setdefault("logged", []).append((step, values))
+
+        def finish(self):
+            calls["finished"] = True
+
+    def fake_init(**kw):
+        calls["init"] = kw
+        return FakeRun()
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(wandb, "init", fake_init)
+    over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("logger=")]
+    run(compose([*over, "logger=wandb", "rank=4"]))
+    kw = calls["init"]
+    assert kw["mode"] == "offline" and kw["group"] == "toy_sentiment-loraxs-r4"
+    assert set(kw["tags"]) >= {"toy_sentiment", "loraxs", "r4"}
+    assert kw["config"]["rank"] == 4 and kw["config"]["task"]["name"] == "toy_sentiment"
+    keys = {k for _, v in calls["logged"] for k in v}
+    assert {"train/loss", "train/lr", "eval/accuracy"} <= keys and calls["finished"]
+    assert FakeRun.summary["trainable/adapter"] == 128 and "best/accuracy" in FakeRun.summary
+    monkeypatch.setenv("WANDB_MODE", "online")
+    run(compose([*over, "logger=wandb", "rank=4"]))
+    assert calls["init"]["mode"] == "online"
