@@ -62,10 +62,11 @@ def main() -> None:
         except KeyboardInterrupt:
             fail("interrupted; continue with resume=<run folder> (printed at the start of the log)", 130)
         best = metrics["best"].get(metrics["main_metric"], {})
-        print(
-            f"{metrics['task']} {metrics['adapter']}: best {metrics['main_metric']} = {best.get('value', float('nan')):.4f} "
-            f"(epoch {best.get('epoch')}); trainable {metrics['trainable']}; run folder: {metrics['run_dir']}"
-        )
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(
+                f"{metrics['task']} {metrics['adapter']}: best {metrics['main_metric']} = {best.get('value', float('nan')):.4f} "
+                f"(epoch {best.get('epoch')}); trainable {metrics['trainable']}; run folder: {metrics['run_dir']}"
+            )
         return best.get("value")
 
     _main()

@@ -99,3 +99,11 @@ def test_each_logger_option(logger, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("logger=")]
     _one_step([*over, f"logger={logger}", "rank=2"], tmp_path)
+
+
+def test_lorasb_without_warmup_is_a_config_error():
+    from loraxs.training import ConfigError
+
+    with pytest.raises(ConfigError, match=r"adapter=lorasb with adapter.lr_rule=warmup needs task.warmup_ratio > 0"):
+        validate(compose(["adapter=lorasb", "task=rte"]))
+    validate(compose(["adapter=lorasb", "task=rte", "adapter.lr_rule=lr"]))

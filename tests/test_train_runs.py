@@ -236,3 +236,36 @@ def test_wandb_init_gets_resolved_config_group_tags_and_offline_mode(tiny_model_
     monkeypatch.setenv("WANDB_MODE", "online")
     run(compose([*over, "logger=wandb", "rank=4"]))
     assert calls["init"]["mode"] == "online"
+
+
+def test_two_cpu_processes_share_one_run_and_step_the_schedule_once(tiny_model_dir, tmp_path):
+    """torchrun --nproc_per_node 2: one run folder, sharded batches, lr stepped once per optimizer step."""
+    over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("task.epochs")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "experiments" / "train.py"),
+        *over,
+        "adapter=lorasb",
+        "adapter.lr_rule=lr",
+        "rank=4",
+        "task.epochs=2",
+        "task.warmup_ratio=0.0",
+        "task.lr=1e-3",
+        "task.max_train_samples=32",
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    m = json.loads((run_dir / "metrics.json").read_text())
+    # 32 examples, batch 8, 2 processes: 2 optimizer steps per epoch, 4 in all
+    assert m["total_steps"] == 4 and [(e["epoch"], e["step"]) for e in m["evals"]] == [(1, 2), (2, 4)]
+    assert m["evals"][0]["lr"] == pytest.approx(1e-3 * (1 - 2 / 4))  # linear decay, once per optimizer step
+    assert m["evals"][1]["lr"] == 0.0
+    rows = (run_dir / "predictions" / "validation_epoch2.jsonl").read_text().splitlines()
+    assert len(rows) == 16  # gathered from both processes, padding dropped
+    assert p.stdout.count("run folder:") == 1

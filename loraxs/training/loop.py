@@ -8,6 +8,7 @@ Data order and dropout are seeded from (seed, epoch), which makes resuming after
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,12 @@ def run(cfg: Any) -> dict[str, Any]:
     t0 = time.time()
     if cfg.trainer.get("threads"):
         torch.set_num_threads(int(cfg.trainer.threads))
+    # Without CUDA, Accelerate joins a torchrun process group (MULTI_CPU, gloo) only in CPU mode.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(cfg),
         gradient_accumulation_steps=int(cfg.trainer.grad_accum),
-        cpu=bool(cfg.trainer.cpu),
+        cpu=bool(cfg.trainer.cpu) or multi_cpu,
     )
     main = accelerator.is_main_process
     rank_tag = f"r{cfg.rank}" if cfg.adapter.method != "full" else "full"
@@ -282,7 +285,7 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
         values, preds = task.evaluate(model, accelerator, int(cfg.trainer.eval_batch_size), bool(cfg.trainer.progress))
         if main:
             _write_predictions(run_dir / "predictions", epoch, preds)
-        record = {"epoch": epoch, "step": step, **values}
+        record = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}
         progress["evals"].append(record)
         LOG.info("epoch %d step %d: %s", epoch, step, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         tracker.log({f"eval/{k}": v for k, v in values.items()}, step)

@@ -99,6 +99,11 @@ def validate(cfg: Any) -> AdapterConfig:
     warm = _get(cfg, "task.warmup_ratio", 0.0)
     if not isinstance(warm, (int, float)) or not 0 <= warm < 1:
         raise ConfigError(f"task.warmup_ratio={warm!r} is invalid; expected a number in [0, 1)")
+    if method == "lorasb" and _get(cfg, "adapter.lr_rule", "warmup") == "warmup" and warm == 0:
+        raise ConfigError(
+            "adapter=lorasb with adapter.lr_rule=warmup needs task.warmup_ratio > 0 "
+            "(η_eff = lr / (warmup_ratio · total_steps)); set task.warmup_ratio or adapter.lr_rule=lr"
+        )
     sched = _get(cfg, "task.scheduler")
     if sched not in SCHEDULERS:
         raise ConfigError(f"task.scheduler={sched!r} is unknown; valid: {', '.join(SCHEDULERS)}")
