@@ -80,3 +80,51 @@ def load_classifier(name_or_path: str, num_labels: int, dtype: str = "float32"):
         return AutoModelForSequenceClassification.from_pretrained(path, **kw)
     except OSError as e:
         raise _hub_error(name_or_path, e) from None
+
+
+def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, name: str) -> Path:
+    """A standard HF folder converted once from a GGUF file (dequantised by transformers; needs ``gguf``).
+
+    The folder ``<cache_dir>/<name>`` is written under a temporary name and renamed into place, so later loads
+    are a plain ``from_pretrained`` of a complete folder.
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = Path(cache_dir) / name
+    if (target / "config.json").is_file():
+        return target
+    source = resolve(name_or_path)
+    if not (Path(source) / gguf_file).is_file():
+        raise FileNotFoundError(f"GGUF file {gguf_file} not found in {source}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def causal_lm_path(model_cfg: Any, cache_dir: str | Path) -> str:
+    """Where to load a decoder from: the converted GGUF cache, or ``name_or_path`` as it is."""
+    if model_cfg.get("gguf_file"):
+        return str(converted_gguf(model_cfg.name_or_path, model_cfg.gguf_file, cache_dir, model_cfg.name))
+    return resolve(model_cfg.name_or_path)
+
+
+def load_causal_lm(path: str, dtype: str = "float32"):
+    """``AutoModelForCausalLM`` from a local folder or Hub id (no remote code)."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype_of(dtype))
+    except OSError as e:
+        raise _hub_error(path, e) from None

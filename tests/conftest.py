@@ -215,3 +215,91 @@ def compose(overrides: list[str]):
     os.environ["LORAXS_ROOT"] = str(ROOT)
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         return hydra_compose("train", overrides=overrides)
+
+
+def write_tiny_llama(out: Path, seed: int = 0) -> Path:
+    """A tiny random Llama folder with a word-level tokenizer (no downloads)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = (
+        "below is an instruction that describes a task . write response appropriately completes the request "
+        "### : instruction response let's think step by how many what 's ? the answer is 0 1 2 3 4 5 6 7 8 9 "
+        "correct true false answer1 answer2 option1 option2 please choose question with or format , / ! $ "
+        "eggs day she sells makes dollars janet"
+    ).split()
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    from tokenizers import decoders
+
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+def write_tiny_math(root: Path) -> dict[str, Path]:
+    """GSM8K-style train/test JSONL and a MATH-style test JSONL."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    train = [
+        {"question": f"janet sells {i} eggs . how many ?", "answer": f"she sells {i} eggs .\n#### {i}"}
+        for i in range(10)
+    ]
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (root / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train[:4]))
+    math_rows = [{"context": f"what is {i} + 1 ?", "answer": str(i + 1)} for i in range(4)]
+    (root / "math.jsonl").write_text("".join(json.dumps(r) + "\n" for r in math_rows))
+    return {"train": root / "train.jsonl", "gsm8k": root / "gsm8k.jsonl", "math": root / "math.jsonl"}
+
+
+def llm_overrides(model_dir: Path, out_dir: Path, data: dict[str, Path]) -> list[str]:
+    return [
+        "task=metamath",
+        "model=smollm2_135m",
+        f"model.name_or_path={model_dir}",
+        "model.gguf_file=null",
+        "model.dtype=float32",
+        "model.max_rank=16",
+        "model.name=tiny_llama",
+        "logger=none",
+        "trainer.progress=false",
+        f"paths.output_dir={out_dir}",
+        f"task.train_path={data['train']}",
+        "task.max_length=64",
+        f"task.eval_sets.gsm8k.path={data['gsm8k']}",
+        f"task.eval_sets.math.path={data['math']}",
+        "task.max_new_tokens.gsm8k=6",
+        "task.max_new_tokens.math=6",
+        "task.epochs=1",
+        "task.batch_size=4",
+        "task.eval_batch_size=4",
+        "task.warmup_ratio=0.1",
+    ]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .. import count_trainable, inject_adapters, load_adapter, save_adapter
 from ..inject import adapter_layers, head_module_names
-from ..models import load_classifier, load_tokenizer
+from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
 from ..tasks import build_task
 from . import checkpoint, run_folder
 from .errors import TrainingError
@@ -137,8 +137,14 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the load report only says that the new head is freshly initialised
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
-    model = load_classifier(cfg.model.name_or_path, int(cfg.task.num_labels), cfg.model.dtype)
+    if cfg.task.family == "glue":
+        tokenizer = load_tokenizer(cfg.model.name_or_path)
+        model = load_classifier(cfg.model.name_or_path, int(cfg.task.num_labels), cfg.model.dtype)
+    else:
+        with accelerator.main_process_first():  # a GGUF model is converted once, by the main process
+            path = causal_lm_path(cfg.model, cfg.paths.cache_dir)
+        tokenizer = load_tokenizer(path)
+        model = load_causal_lm(path, cfg.model.dtype)
     hf_logging.disable_progress_bar()
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -282,7 +288,8 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
         bar.close()
 
         # ---- evaluate, keep the best epoch
-        values, preds = task.evaluate(model, accelerator, int(cfg.trainer.eval_batch_size), bool(cfg.trainer.progress))
+        eval_batch = int(cfg.task.get("eval_batch_size") or cfg.trainer.eval_batch_size)
+        values, preds = task.evaluate(model, accelerator, eval_batch, bool(cfg.trainer.progress))
         if main:
             _write_predictions(run_dir / "predictions", epoch, preds)
         record = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}

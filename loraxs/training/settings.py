@@ -16,7 +16,7 @@ from .errors import ConfigError
 SCHEDULERS = ("linear", "cosine", "constant")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 LOGGERS = ("wandb", "none")
-FAMILIES = ("glue",)
+FAMILIES = ("glue", "math", "commonsense")
 
 
 def _get(cfg: Any, dotted: str, default: Any = None) -> Any:
@@ -59,7 +59,9 @@ def learning_rates(cfg: Any) -> tuple[float, float]:
     lr = cfg.adapter.get("lr")
     head = cfg.adapter.get("head_lr")
     lr = float(cfg.task.lr if lr is None else lr)
-    head = float(_get(cfg, "task.head_lr", lr) if head is None else head)
+    if head is None:
+        head = _get(cfg, "task.head_lr")
+    head = lr if head is None else float(head)
     return lr, head
 
 
@@ -155,3 +157,10 @@ def _check_data(cfg: Any) -> None:
                 raise ConfigError(str(e)) from None
         elif t.get("hf_path") is None:
             raise ConfigError(f"task {t.name}: set task.data_dir (no Hub dataset is configured)")
+    else:
+        from ..tasks import check_data
+
+        try:
+            check_data(t)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None

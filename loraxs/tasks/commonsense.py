@@ -1,0 +1,183 @@
+"""Commonsense reasoning: Commonsense170K → eight benchmarks, in the LLM-Adapters format (METHODS.md §3).
+
+Records are ``{"instruction", "input", "output": "the correct answer is X", "answer": X}``. Prompt::
+
+    Below is an instruction that describes a task. Write a response that appropriately completes the request.
+
+    ### Instruction:
+    {instruction}
+
+    ### Response:
+
+(with an ``### Input:`` block and the "paired with an input" preamble when ``input`` is not empty, as
+LLM-Adapters). The prediction is the first word of the benchmark's answer set found in the generated text
+(LLM-Adapters' ``extract_answer``); anything else is wrong.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = ("boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa")
+_PATTERNS = {
+    "boolq": r"true|false",
+    "piqa": r"solution1|solution2",
+    "social_i_qa": r"answer1|answer2|answer3|answer4|answer5",  # as the official code (SIQA has 3 answers)
+    "ARC-Challenge": r"answer1|answer2|answer3|answer4|answer5",
+    "ARC-Easy": r"answer1|answer2|answer3|answer4|answer5",
+    "openbookqa": r"answer1|answer2|answer3|answer4|answer5",
+    "hellaswag": r"ending1|ending2|ending3|ending4",
+    "winogrande": r"option1|option2",
+}
+PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
+    "### Input:\n{input}\n\n### Response:\n"
+)
+HELLASWAG_FILE = "hellaswag_val_full.txt.bz2"
+
+
+def _check(dataset: str) -> None:
+    if dataset not in _PATTERNS:
+        raise ValueError(f"unknown commonsense dataset {dataset!r}; valid: {', '.join(BENCHMARKS)}")
+
+
+def prompt(record: dict[str, Any]) -> str:
+    """The instruction prompt of one LLM-Adapters record."""
+    if record.get("input"):
+        return PROMPT_WITH_INPUT.format(instruction=record["instruction"], input=record["input"])
+    return PROMPT.format(instruction=record["instruction"])
+
+
+def extract_answer(text: str, dataset: str) -> str | None:
+    """The first answer word of ``dataset``'s set in ``text`` (e.g. ``answer3``), or None."""
+    _check(dataset)
+    if text is None:
+        return None
+    found = re.findall(_PATTERNS[dataset], text.strip())
+    return found[0] if found else None
+
+
+def hellaswag_records(path: str | Path) -> list[dict[str, Any]]:
+    """HellaSwag validation rebuilt in the LLM-Adapters template from the 6-lines-per-item text file.
+
+    Each item: ``activity_label: context``, the gold index 0-3, four endings. The instruction follows the
+    layout of the other LLM-Adapters test files (blocks separated by a blank line, options on one line)::
+
+        Please choose the correct ending to complete the given sentence: {context}
+
+        Ending1: {e1} Ending2: {e2} Ending3: {e3} Ending4: {e4}
+
+        Answer format: ending1/ending2/ending3/ending4
+    """
+    opener = bz2.open if str(path).endswith(".bz2") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) % 6:
+        raise ValueError(f"{path}: {len(lines)} lines is not a multiple of 6 (context, gold, four endings)")
+    records = []
+    for i in range(0, len(lines), 6):
+        context, gold, endings = lines[i], lines[i + 1], lines[i + 2 : i + 6]
+        if not gold.strip().isdigit() or not 0 <= int(gold) <= 3:
+            raise ValueError(f"{path}:{i + 2}: gold index {gold!r} is not 0-3")
+        options = " ".join(f"Ending{k + 1}: {e}" for k, e in enumerate(endings))
+        answer = f"ending{int(gold) + 1}"
+        records.append(
+            {
+                "instruction": f"Please choose the correct ending to complete the given sentence: {context}\n\n"
+                f"{options}\n\nAnswer format: ending1/ending2/ending3/ending4",
+                "input": "",
+                "output": f"the correct answer is {answer}",
+                "answer": answer,
+            }
+        )
+    return records
+
+
+def test_file(data_dir: str | Path, dataset: str) -> Path:
+    """``<data_dir>/<dataset>/test.json`` (HellaSwag: the bz2 text file is accepted too)."""
+    _check(dataset)
+    folder = Path(data_dir) / dataset
+    for name in ("test.json", HELLASWAG_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"no test file for {dataset} in {folder} (expected test.json"
+        f"{' or ' + HELLASWAG_FILE if dataset == 'hellaswag' else ''})"
+    )
+
+
+def load_test(data_dir: str | Path, dataset: str) -> list[dict[str, Any]]:
+    path = test_file(data_dir, dataset)
+    if path.name == HELLASWAG_FILE:
+        return hellaswag_records(path)
+    return json.loads(path.read_text())
+
+
+def load_train(path: str | Path) -> list[dict[str, Any]]:
+    """Commonsense170K: one LLM-Adapters JSON file, or a folder of ``<task>/train.json`` concatenated in name order."""
+    path = Path(path)
+    if path.is_file():
+        return json.loads(path.read_text())
+    files = sorted(path.glob("*/train.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"no training data at {path}: give the commonsense_170k.json file or a folder of <task>/train.json files"
+        )
+    out: list[dict[str, Any]] = []
+    for f in files:
+        out.extend(json.loads(f.read_text()))
+    return out
+
+
+class CommonsenseTask:
+    """Commonsense170K training and the eight benchmarks, evaluated by greedy generation."""
+
+    def __init__(self, cfg, tokenizer) -> None:
+        from .generation import CausalCollator, encode, ensure_pad_token
+
+        ensure_pad_token(tokenizer)
+        self.cfg, self.tokenizer = cfg, tokenizer
+        rows = load_train(cfg.train_path)[: cfg.get("max_train_samples") or None]
+        self.train = [
+            encode(tokenizer, prompt(r), r["output"], int(cfg.max_length), bool(cfg.train_on_inputs)) for r in rows
+        ]
+        limit = cfg.get("max_eval_samples")
+        self.evals = {b: load_test(cfg.test_dir, b)[: limit or None] for b in cfg.benchmarks}
+        self.collate = CausalCollator(tokenizer.pad_token_id)
+
+    def evaluate(self, model, accelerator, batch_size: int, progress: bool = False):
+        from .generation import generate_sharded
+
+        metrics, records = {}, {}
+        for name, rows in self.evals.items():
+            texts = generate_sharded(
+                accelerator,
+                model,
+                self.tokenizer,
+                [prompt(r) for r in rows],
+                batch_size=batch_size,
+                max_new_tokens=int(self.cfg.max_new_tokens),
+                progress=progress,
+                desc=f"generate {name}",
+            )
+            recs = []
+            for i, (r, t) in enumerate(zip(rows, texts)):
+                pred = extract_answer(t, name)
+                recs.append(
+                    {"id": i, "generated": t, "extracted": pred, "gold": r["answer"], "correct": pred == r["answer"]}
+                )
+            records[name] = recs
+            metrics[f"{name}/accuracy"] = sum(x["correct"] for x in recs) / max(1, len(recs))
+        metrics["average/accuracy"] = sum(metrics.values()) / max(1, len(self.evals))
+        return metrics, records

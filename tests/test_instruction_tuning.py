@@ -1,0 +1,105 @@
+"""Causal-LM tasks on a tiny random Llama: encoding, left-padded generation, training runs, bf16 + accumulation."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose, llm_overrides, write_tiny_math
+
+from loraxs.tasks.generation import CausalCollator, encode, generate
+from loraxs.training.loop import run
+
+
+def test_loss_only_on_response_tokens(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    p = tok("the answer is", add_special_tokens=True)["input_ids"]
+    item = encode(tok, "the answer is", " 4", max_length=64)
+    assert item["labels"][: len(p)] == [-100] * len(p)
+    assert item["labels"][len(p) :] == item["input_ids"][len(p) :] and item["input_ids"][-1] == tok.eos_token_id
+    assert encode(tok, "the answer is", " 4", 64, train_on_inputs=True)["labels"] == item["input_ids"]
+    assert len(encode(tok, "the answer is", " 4 5 6 7", max_length=5)["input_ids"]) == 5
+    batch = CausalCollator(tok.pad_token_id)([item, encode(tok, "is", " 4", 64)])
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    assert batch["labels"][1, -1] == -100 and batch["attention_mask"][1, -1] == 0
+
+
+def test_left_padded_batches_generate_the_same_as_one_by_one(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float64)
+    prompts = ["the answer is", "how many eggs does janet sell each day ?", "write a response", "3 4"]
+    one = generate(model, tok, prompts, batch_size=1, max_new_tokens=8, progress=False)
+    many = generate(model, tok, prompts, batch_size=4, max_new_tokens=8, progress=False)
+    assert one == many and all(one)
+    assert tok.padding_side == "right"  # restored
+
+
+def test_metamath_run_writes_predictions_and_accuracy(tiny_llama_dir, tmp_path):
+    data = write_tiny_math(tmp_path / "data")
+    m = run(compose([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=loraxs", "rank=4", "adapter.alpha=4"]))
+    run_dir = Path(m["run_dir"])
+    assert set(m["evals"][0]) >= {"gsm8k/accuracy", "math/accuracy"}
+    rows = [json.loads(x) for x in (run_dir / "predictions" / "gsm8k_epoch1.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and set(rows[0]) == {"id", "generated", "extracted", "gold", "correct"}
+    assert m["evals"][0]["gsm8k/accuracy"] == sum(r["correct"] for r in rows) / 4
+    assert m["trainable"]["adapter"] == 2 * 7 * 16  # 2 layers x 7 targets x r²
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("adapter", ["lora", "loraxs", "loraxs_random", "lorasb", "full"])
+def test_every_adapter_trains_a_decoder_in_bf16_with_accumulation(adapter, tiny_llama_dir, tmp_path):
+    data = write_tiny_math(tmp_path / "data")
+    over = [
+        *llm_overrides(tiny_llama_dir, tmp_path, data),
+        f"adapter={adapter}",
+        "rank=4",
+        "model.dtype=bfloat16",
+        "trainer.grad_accum=2",
+        "trainer.mixed_precision=bf16",
+        "task.max_eval_samples=2",
+        "adapter.n_samples=3" if adapter == "lorasb" else "seed=0",
+    ]
+    m = run(compose(over))
+    assert m["finished"] and m["total_steps"] == 2  # 10 examples, batch 4 -> 3 batches -> 2 optimizer steps
+    assert m["last_train_loss"] is not None and m["last_train_loss"] == m["last_train_loss"]
+
+
+def test_commonsense_run(tiny_llama_dir, tmp_path):
+    root = tmp_path / "cs"
+    rec = {
+        "instruction": "please choose true or false",
+        "input": "",
+        "output": "the correct answer is true",
+        "answer": "true",
+    }
+    for split, n in (("train", 8), ("test", 3)):
+        for b in ("boolq", "winogrande"):
+            (root / split / b).mkdir(parents=True, exist_ok=True)
+            r = rec if b == "boolq" else {**rec, "output": "the correct answer is option1", "answer": "option1"}
+            (root / split / b / f"{split}.json").write_text(json.dumps([r] * n))
+    over = [
+        o
+        for o in llm_overrides(tiny_llama_dir, tmp_path, write_tiny_math(tmp_path / "d"))
+        if not o.startswith(("task=", "task.train_path", "task.eval_sets", "task.max_new_tokens"))
+    ]
+    m = run(
+        compose(
+            [
+                "task=commonsense",
+                *over,
+                f"task.train_path={root / 'train'}",
+                f"task.test_dir={root / 'test'}",
+                "task.benchmarks=[boolq,winogrande]",
+                "task.max_new_tokens=6",
+                "adapter=lorasb",
+                "rank=4",
+            ]
+        )
+    )
+    assert set(m["evals"][0]) >= {"boolq/accuracy", "winogrande/accuracy", "average/accuracy"}
+    rows = (Path(m["run_dir"]) / "predictions" / "winogrande_epoch1.jsonl").read_text().splitlines()
+    assert len(rows) == 3
