@@ -103,7 +103,16 @@ def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, nam
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
         tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+        # the weights are dequantised already; a plain model of the same config saves without the GGUF quantizer
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise RuntimeError(f"GGUF conversion of {gguf_file}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        model.tie_weights()
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         tmp.rename(target)

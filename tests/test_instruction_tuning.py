@@ -103,3 +103,45 @@ def test_commonsense_run(tiny_llama_dir, tmp_path):
     assert set(m["evals"][0]) >= {"boolq/accuracy", "winogrande/accuracy", "average/accuracy"}
     rows = (Path(m["run_dir"]) / "predictions" / "winogrande_epoch1.jsonl").read_text().splitlines()
     assert len(rows) == 3
+
+
+def test_eval_script_on_a_finished_run_and_on_the_base_model(tiny_llama_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    data = write_tiny_math(tmp_path / "data")
+    m = run(compose([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=lora", "rank=4"]))
+    out = tmp_path / "ev"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "eval.py"), f"run={m['run_dir']}", f"out={out}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads((out / "metrics.json").read_text())
+    # the merged adapter reproduces the training run's last evaluation
+    assert got["gsm8k/accuracy"] == m["evals"][-1]["gsm8k/accuracy"]
+    assert got["adapter"].endswith(("adapter_best", "adapter")) and got["examples"] == 8
+    rows = [json.loads(x) for x in (out / "predictions" / "gsm8k.jsonl").read_text().splitlines()]
+    train_rows = [
+        json.loads(x) for x in (Path(m["run_dir"]) / "predictions" / "gsm8k_epoch1.jsonl").read_text().splitlines()
+    ]
+    assert [r["generated"] for r in rows] == [r["generated"] for r in train_rows]
+    base = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments" / "eval.py"),
+            *llm_overrides(tiny_llama_dir, tmp_path, data),
+            f"out={tmp_path / 'base'}",
+            "backend=nope",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert base.returncode == 2 and "backend=nope is unknown; valid: hf, vllm" in base.stderr

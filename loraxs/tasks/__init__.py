@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_task(cfg: Any, tokenizer: Any) -> Any:
-    """The task object the training loop uses (``train`` items, ``collate``, ``evaluate``)."""
+def build_task(cfg: Any, tokenizer: Any, train: bool = True) -> Any:
+    """The task object the training loop uses (``train`` items, ``collate``, ``evaluate``); ``train=False``
+    skips reading and tokenising the training set (evaluation only; GLUE always reads it)."""
     if cfg.family == "glue":
         from .glue import GlueTask
 
@@ -14,11 +15,11 @@ def build_task(cfg: Any, tokenizer: Any) -> Any:
     if cfg.family == "math":
         from .math import MathTask
 
-        return MathTask(cfg, tokenizer)
+        return MathTask(cfg, tokenizer, train)
     if cfg.family == "commonsense":
         from .commonsense import CommonsenseTask
 
-        return CommonsenseTask(cfg, tokenizer)
+        return CommonsenseTask(cfg, tokenizer, train)
     raise ValueError(f"task.family={cfg.family!r} is unknown; valid: glue, math, commonsense")
 
 

@@ -143,12 +143,16 @@ def load_train(path: str | Path) -> list[dict[str, Any]]:
 class CommonsenseTask:
     """Commonsense170K training and the eight benchmarks, evaluated by greedy generation."""
 
-    def __init__(self, cfg, tokenizer) -> None:
+    def __init__(self, cfg, tokenizer, train: bool = True) -> None:
         from .generation import CausalCollator, encode, ensure_pad_token
 
         ensure_pad_token(tokenizer)
         self.cfg, self.tokenizer = cfg, tokenizer
-        rows = load_train(cfg.train_path)[: cfg.get("max_train_samples") or None]
+        rows = load_train(cfg.train_path) if train else []
+        if cfg.get("max_train_samples") and len(rows) > cfg.max_train_samples:
+            import random  # a seeded subset: the folder form is a concatenation of the tasks
+
+            rows = random.Random(0).sample(rows, int(cfg.max_train_samples))
         self.train = [
             encode(tokenizer, prompt(r), r["output"], int(cfg.max_length), bool(cfg.train_on_inputs)) for r in rows
         ]
@@ -156,21 +160,27 @@ class CommonsenseTask:
         self.evals = {b: load_test(cfg.test_dir, b)[: limit or None] for b in cfg.benchmarks}
         self.collate = CausalCollator(tokenizer.pad_token_id)
 
-    def evaluate(self, model, accelerator, batch_size: int, progress: bool = False):
+    def evaluate(self, model, accelerator, batch_size: int, progress: bool = False, generate_fn=None):
+        """Accuracy per benchmark and per-example records; ``generate_fn(prompts, max_new_tokens)`` replaces the
+        transformers generation (e.g. the vLLM backend)."""
         from .generation import generate_sharded
 
         metrics, records = {}, {}
         for name, rows in self.evals.items():
-            texts = generate_sharded(
-                accelerator,
-                model,
-                self.tokenizer,
-                [prompt(r) for r in rows],
-                batch_size=batch_size,
-                max_new_tokens=int(self.cfg.max_new_tokens),
-                progress=progress,
-                desc=f"generate {name}",
-            )
+            prompts = [prompt(r) for r in rows]
+            if generate_fn is not None:
+                texts = generate_fn(prompts, int(self.cfg.max_new_tokens))
+            else:
+                texts = generate_sharded(
+                    accelerator,
+                    model,
+                    self.tokenizer,
+                    prompts,
+                    batch_size=batch_size,
+                    max_new_tokens=int(self.cfg.max_new_tokens),
+                    progress=progress,
+                    desc=f"generate {name}",
+                )
             recs = []
             for i, (r, t) in enumerate(zip(rows, texts)):
                 pred = extract_answer(t, name)

@@ -195,35 +195,41 @@ def load_eval_rows(spec, dataset: str, limit: int | None) -> list[dict]:
 class MathTask:
     """MetaMathQA-style training and GSM8K / MATH evaluation by greedy generation."""
 
-    def __init__(self, cfg, tokenizer) -> None:
+    def __init__(self, cfg, tokenizer, train: bool = True) -> None:
         from .generation import CausalCollator, encode, ensure_pad_token
 
         ensure_pad_token(tokenizer)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.train = [
             encode(tokenizer, prompt(r["query"]), " " + r["response"], int(cfg.max_length), bool(cfg.train_on_inputs))
-            for r in load_train_rows(cfg)
+            for r in (load_train_rows(cfg) if train else [])
         ]
         self.evals = {
             name: load_eval_rows(spec, name, cfg.get("max_eval_samples")) for name, spec in cfg.eval_sets.items()
         }
         self.collate = CausalCollator(tokenizer.pad_token_id)
 
-    def evaluate(self, model, accelerator, batch_size: int, progress: bool = False):
+    def evaluate(self, model, accelerator, batch_size: int, progress: bool = False, generate_fn=None):
+        """Accuracy per benchmark and per-example records; ``generate_fn(prompts, max_new_tokens)`` replaces the
+        transformers generation (e.g. the vLLM backend)."""
         from .generation import generate_sharded
 
         metrics, records = {}, {}
         for name, rows in self.evals.items():
-            texts = generate_sharded(
-                accelerator,
-                model,
-                self.tokenizer,
-                [prompt(r["question"]) for r in rows],
-                batch_size=batch_size,
-                max_new_tokens=int(self.cfg.max_new_tokens[name]),
-                progress=progress,
-                desc=f"generate {name}",
-            )
+            prompts = [prompt(r["question"]) for r in rows]
+            if generate_fn is not None:
+                texts = generate_fn(prompts, int(self.cfg.max_new_tokens[name]))
+            else:
+                texts = generate_sharded(
+                    accelerator,
+                    model,
+                    self.tokenizer,
+                    prompts,
+                    batch_size=batch_size,
+                    max_new_tokens=int(self.cfg.max_new_tokens[name]),
+                    progress=progress,
+                    desc=f"generate {name}",
+                )
             recs = []
             for i, (r, t) in enumerate(zip(rows, texts)):
                 pred = extract_answer(t, name)

@@ -228,6 +228,8 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
         "best_epoch": None,
         "train_time": 0.0,
         "last_loss": None,
+        "loss_windows": [],  # mean training loss of every trainer.log_every steps
+        "window": [],
     }
     if cfg.get("resume"):
         progress = checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler)
@@ -278,6 +280,10 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
                 step += 1
                 value = loss.item()
                 progress["last_loss"] = value
+                progress["window"].append(value)
+                if len(progress["window"]) == int(cfg.trainer.log_every):
+                    progress["loss_windows"].append(sum(progress["window"]) / len(progress["window"]))
+                    progress["window"] = []
                 lr_now = scheduler.get_last_lr()[0]
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_now:.2e}")
                 tracker.log({"train/loss": value, "train/lr": lr_now, "train/epoch": epoch}, step)
@@ -336,6 +342,7 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
         train_time_s=round(progress["train_time"], 2),
         wall_time_s=round(time.time() - t0, 2),
         last_train_loss=progress["last_loss"],
+        train_loss_windows=[round(v, 5) for v in progress["loss_windows"]],
         finished=True,
     )
     tracker.write_metrics(metrics)
