@@ -303,3 +303,38 @@ def llm_overrides(model_dir: Path, out_dir: Path, data: dict[str, Path]) -> list
         "task.eval_batch_size=4",
         "task.warmup_ratio=0.1",
     ]
+
+
+def write_tiny_commonsense(root: Path) -> tuple[Path, Path]:
+    """LLM-Adapters-format train/<task>/train.json and test/<task>/test.json for boolq and winogrande."""
+    import json
+
+    rec = {
+        "instruction": "please choose true or false",
+        "input": "",
+        "output": "the correct answer is true",
+        "answer": "true",
+    }
+    for split, n in (("train", 8), ("test", 3)):
+        for b in ("boolq", "winogrande"):
+            (root / split / b).mkdir(parents=True, exist_ok=True)
+            r = rec if b == "boolq" else {**rec, "output": "the correct answer is option1", "answer": "option1"}
+            (root / split / b / f"{split}.json").write_text(json.dumps([r] * n))
+    return root / "train", root / "test"
+
+
+def commonsense_overrides(model_dir: Path, out_dir: Path, root: Path) -> list[str]:
+    train, test = write_tiny_commonsense(root)
+    keep = [
+        o
+        for o in llm_overrides(model_dir, out_dir, write_tiny_math(root / "math"))
+        if not o.startswith(("task=", "task.train_path", "task.eval_sets", "task.max_new_tokens"))
+    ]
+    return [
+        "task=commonsense",
+        *keep,
+        f"task.train_path={train}",
+        f"task.test_dir={test}",
+        "task.benchmarks=[boolq,winogrande]",
+        "task.max_new_tokens=6",
+    ]

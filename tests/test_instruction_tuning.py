@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose, llm_overrides, write_tiny_math
+from conftest import commonsense_overrides, compose, llm_overrides, write_tiny_math
 
 from loraxs.tasks.generation import CausalCollator, encode, generate
 from loraxs.training.loop import run
@@ -69,37 +69,8 @@ def test_every_adapter_trains_a_decoder_in_bf16_with_accumulation(adapter, tiny_
 
 
 def test_commonsense_run(tiny_llama_dir, tmp_path):
-    root = tmp_path / "cs"
-    rec = {
-        "instruction": "please choose true or false",
-        "input": "",
-        "output": "the correct answer is true",
-        "answer": "true",
-    }
-    for split, n in (("train", 8), ("test", 3)):
-        for b in ("boolq", "winogrande"):
-            (root / split / b).mkdir(parents=True, exist_ok=True)
-            r = rec if b == "boolq" else {**rec, "output": "the correct answer is option1", "answer": "option1"}
-            (root / split / b / f"{split}.json").write_text(json.dumps([r] * n))
-    over = [
-        o
-        for o in llm_overrides(tiny_llama_dir, tmp_path, write_tiny_math(tmp_path / "d"))
-        if not o.startswith(("task=", "task.train_path", "task.eval_sets", "task.max_new_tokens"))
-    ]
-    m = run(
-        compose(
-            [
-                "task=commonsense",
-                *over,
-                f"task.train_path={root / 'train'}",
-                f"task.test_dir={root / 'test'}",
-                "task.benchmarks=[boolq,winogrande]",
-                "task.max_new_tokens=6",
-                "adapter=lorasb",
-                "rank=4",
-            ]
-        )
-    )
+    over = commonsense_overrides(tiny_llama_dir, tmp_path, tmp_path / "cs")
+    m = run(compose([*over, "adapter=lorasb", "rank=4"]))
     assert set(m["evals"][0]) >= {"boolq/accuracy", "winogrande/accuracy", "average/accuracy"}
     rows = (Path(m["run_dir"]) / "predictions" / "winogrande_epoch1.jsonl").read_text().splitlines()
     assert len(rows) == 3

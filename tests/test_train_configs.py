@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import CONFIGS, compose, tiny_overrides
+from conftest import CONFIGS, commonsense_overrides, compose, llm_overrides, tiny_overrides, write_tiny_math
 
 from loraxs.training import validate
 from loraxs.training.loop import run
@@ -23,6 +23,8 @@ def test_every_group_has_documented_options():
             text = (CONFIGS / group / f"{o}.yaml").read_text()
             assert text.lstrip().startswith("#"), f"{group}/{o}.yaml starts with no comment"
     assert set(options("adapter")) == {"lora", "loraxs", "loraxs_random", "lorasb", "full"}
+    assert {"smollm2_135m", "mistral_7b", "gemma_7b", "gemma2_9b", "llama3_2_3b", "llama3_8b"} <= set(options("model"))
+    assert {"metamath", "commonsense"} <= set(options("task"))
     assert set(GLUE_TASKS) <= set(options("task"))
     assert {"minilm_l6", "roberta_base", "roberta_large"} <= set(options("model"))
 
@@ -65,21 +67,40 @@ def test_each_task_trains_one_step(task, tiny_model_dir, tiny_glue_dir, tmp_path
     assert main in m["evals"][0]
 
 
-@pytest.mark.parametrize("model", ["minilm_l6", "roberta_base", "roberta_large"])
-def test_each_model_option_composes_and_trains_with_a_tiny_stand_in(model, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("model", options("model"))
+def test_each_model_option_composes_and_trains_with_a_tiny_stand_in(model, tiny_model_dir, tiny_llama_dir, tmp_path):
     cfg = compose([f"model={model}"])
-    assert cfg.model.target_modules == ["query", "value", "attention.output.dense", "output.dense"]
-    _one_step([f"model={model}", *tiny_overrides(tiny_model_dir, tmp_path), "rank=2"], tmp_path)
+    if "q_proj" in cfg.model.target_modules:  # decoders: the seven projections, no head
+        assert list(cfg.model.target_modules) == [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        assert list(cfg.model.modules_to_save) == []
+        over = llm_overrides(tiny_llama_dir, tmp_path, write_tiny_math(tmp_path / "m"))
+        _one_step([o for o in over if not o.startswith("model=")] + [f"model={model}", "rank=2"], tmp_path)
+    else:
+        assert cfg.model.target_modules == ["query", "value", "attention.output.dense", "output.dense"]
+        _one_step([f"model={model}", *tiny_overrides(tiny_model_dir, tmp_path), "rank=2"], tmp_path)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_each_experiment_file(experiment, tiny_model_dir, tiny_glue_dir, tmp_path):
+def test_each_experiment_file(experiment, tiny_model_dir, tiny_glue_dir, tiny_llama_dir, tmp_path):
     cfg = compose([f"experiment={experiment}"])
     if experiment == "glue_lorasb":
         assert (cfg.adapter.method, cfg.task.batch_size, cfg.task.epochs, cfg.seed) == ("lorasb", 128, 30, 42)
     if experiment == "glue_lora_paper":
         assert (cfg.adapter.method, cfg.rank, list(cfg.adapter.target_modules)) == ("lora", 8, ["query", "value"])
-    over = [f"experiment={experiment}", *tiny_overrides(tiny_model_dir, tmp_path, tiny_glue_dir), "task=sst2"]
+    if experiment.startswith("math"):  # decoder recipes run on a tiny Llama with tiny local data
+        over = [f"experiment={experiment}", *llm_overrides(tiny_llama_dir, tmp_path, write_tiny_math(tmp_path / "m"))]
+    elif experiment.startswith("commonsense"):
+        over = [f"experiment={experiment}", *commonsense_overrides(tiny_llama_dir, tmp_path, tmp_path / "cs")]
+    else:
+        over = [f"experiment={experiment}", *tiny_overrides(tiny_model_dir, tmp_path, tiny_glue_dir), "task=sst2"]
     _one_step(over + (["rank=4"] if experiment != "glue_lora_paper" else []), tmp_path)
 
 

@@ -151,7 +151,8 @@ def test_run_folder_contents(tiny_model_dir, tmp_path):
         "predictions",
     } <= names
     saved = json.loads((d / "metrics.json").read_text())
-    assert saved["trainable"] == {"adapter": 2 * 4 * 16, "head": 32 * 2 + 2, "total": 2 * 4 * 16 + 66}
+    head = (32 * 32 + 32) + (32 * 2 + 2)  # pooler + classifier
+    assert saved["trainable"] == {"adapter": 2 * 4 * 16, "head": head, "total": 2 * 4 * 16 + head}
     assert [e["epoch"] for e in saved["evals"]] == [1, 2] and saved["wall_time_s"] > 0
     best = max(saved["evals"], key=lambda e: e["accuracy"])
     assert saved["best"]["accuracy"] == {"value": best["accuracy"], "epoch": best["epoch"]}
