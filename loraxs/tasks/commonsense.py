@@ -163,24 +163,22 @@ class CommonsenseTask:
     def evaluate(self, model, accelerator, batch_size: int, progress: bool = False, generate_fn=None):
         """Accuracy per benchmark and per-example records; ``generate_fn(prompts, max_new_tokens)`` replaces the
         transformers generation (e.g. the vLLM backend)."""
-        from .generation import generate_sharded
+        from .generation import complete
 
         metrics, records = {}, {}
         for name, rows in self.evals.items():
             prompts = [prompt(r) for r in rows]
-            if generate_fn is not None:
-                texts = generate_fn(prompts, int(self.cfg.max_new_tokens))
-            else:
-                texts = generate_sharded(
-                    accelerator,
-                    model,
-                    self.tokenizer,
-                    prompts,
-                    batch_size=batch_size,
-                    max_new_tokens=int(self.cfg.max_new_tokens),
-                    progress=progress,
-                    desc=f"generate {name}",
-                )
+            texts = complete(
+                prompts,
+                int(self.cfg.max_new_tokens),
+                accelerator=accelerator,
+                model=model,
+                tokenizer=self.tokenizer,
+                batch_size=batch_size,
+                progress=progress,
+                desc=f"generate {name}",
+                generate_fn=generate_fn,
+            )
             recs = []
             for i, (r, t) in enumerate(zip(rows, texts)):
                 pred = extract_answer(t, name)

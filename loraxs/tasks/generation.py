@@ -126,6 +126,34 @@ def generate_sharded(accelerator: Any, model: Any, tokenizer: Any, prompts: Sequ
     return out
 
 
+def complete(
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    *,
+    accelerator: Any,
+    model: Any,
+    tokenizer: Any,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+    generate_fn: Any = None,
+) -> list[str]:
+    """Completions of ``prompts`` from ``generate_fn(prompts, max_new_tokens)`` (e.g. vLLM) when given, else from
+    :func:`generate_sharded` (transformers, left-padded batches across processes)."""
+    if generate_fn is not None:
+        return generate_fn(prompts, max_new_tokens)
+    return generate_sharded(
+        accelerator,
+        model,
+        tokenizer,
+        prompts,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=progress,
+        desc=desc,
+    )
+
+
 def read_records(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Records of a JSON (list) or JSONL file; a clear error for a missing or unreadable file."""
     import json
