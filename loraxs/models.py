@@ -39,10 +39,6 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
-def is_local(path: str) -> bool:
-    return Path(path).exists()
-
-
 def dtype_of(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown model.dtype {name!r}; valid: {', '.join(DTYPES)}")

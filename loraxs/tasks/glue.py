@@ -273,4 +273,4 @@ class GlueTask:
 
 
 def _short(split: str) -> str:
-    return split.removeprefix("validation_") if split.startswith("validation_") else split
+    return split.removeprefix("validation_")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from .. import count_trainable, inject_adapters, load_adapter, save_adapter
-from ..inject import adapter_layers, head_module_names
+from ..inject import get_config, head_module_names
 from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
 from ..tasks import build_task
 from . import checkpoint, run_folder
@@ -175,7 +175,7 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
     if cfg.get("init_from"):
         source = _resolve_init_from(cfg.init_from)
         load_adapter(model, source, skip_mismatched_head=True)
-        saved = model.loraxs_config
+        saved = get_config(model)
         if (saved.method, saved.rank) != (adapter_cfg.method, adapter_cfg.rank):
             raise TrainingError(
                 f"init_from={source} is {saved.method} r={saved.rank}, this run asks for "
@@ -380,4 +380,4 @@ def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt: Path) -> None:
     )
 
 
-__all__ = ["EpochSampler", "adapter_layers", "run"]
+__all__ = ["EpochSampler", "run"]
