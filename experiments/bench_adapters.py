@@ -10,12 +10,14 @@ weights, built from configs) on CPU, and on GPU when one is there:
 - memory: bytes saved for backward (activations, via saved-tensor hooks), gradients and optimizer state; on
   GPU also the peak allocated memory of a step;
 - adapter file bytes (compact and full) against PEFT LoRA r=8, with and without the task head;
-- LoRA-XS SVD init time per backend, the official scikit-learn path included.
+- LoRA-XS SVD init time per backend, the official scikit-learn path included, with each backend's
+  excess reconstruction error over the optimal rank-r approximation (accuracy next to speed).
 
 Usage::
 
     python experiments/bench_adapters.py                    # both shapes, CPU (+ GPU if present)
     python experiments/bench_adapters.py --shapes base --reps 10 --threads 2
+    python experiments/bench_adapters.py --svd-only --svd-backends randomized,sklearn
 """
 
 from __future__ import annotations
@@ -196,35 +198,81 @@ def file_sizes(variants: dict[str, nn.Module], tmp: Path) -> list[tuple[str, int
     return rows
 
 
-def official_sklearn_path(model: nn.Module, rank: int) -> None:
+def target_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The LoRA-XS target weights ``W (d_out, d_in)`` of a RoBERTa model, by module name."""
+    return {
+        name: module.weight.detach()
+        for name, module in model.named_modules()
+        if name.endswith(tuple(TARGETS)) and isinstance(module, nn.Linear) and "classifier" not in name
+    }
+
+
+def optimal_errors(weights: dict[str, torch.Tensor], rank: int) -> dict[str, float]:
+    """``‖W − W_r‖_F`` of the best rank-r approximation (exact singular values, batched per shape)."""
+    out: dict[str, float] = {}
+    by_shape: dict[tuple, list[str]] = {}
+    for name, w in weights.items():
+        by_shape.setdefault(tuple(w.shape), []).append(name)
+    for names in by_shape.values():
+        s = torch.linalg.svdvals(torch.stack([weights[n] for n in names]).double())
+        for n, tail in zip(names, s[:, rank:].pow(2).sum(-1).sqrt().tolist()):
+            out[n] = tail
+    return out
+
+
+def official_sklearn_path(model: nn.Module, rank: int) -> tuple[float, dict[str, torch.Tensor]]:
     """The official LoRA-XS path per module: TruncatedSVD(n_iter=10, random_state=42) on Wᵀ, then
-    ``fit``, ``transform`` and ``inverse_transform`` as its ``get_linear_rec_svd`` does."""
+    ``fit``, ``transform`` and ``inverse_transform`` as its ``get_linear_rec_svd`` does.
+
+    Returns the summed time of those calls and each module's rank-r reconstruction of ``W``."""
     from sklearn.decomposition import TruncatedSVD
 
-    for name, module in model.named_modules():
-        if name.endswith(tuple(TARGETS)) and isinstance(module, nn.Linear) and "classifier" not in name:
-            x = module.weight.detach().T.numpy()
-            svd = TruncatedSVD(n_components=rank, n_iter=10, random_state=42)
-            svd.fit(x)
-            svd.inverse_transform(svd.transform(x))
-
-
-def svd_times(shape: str, rank: int, backends: list[str]) -> dict[str, float]:
-    model = build_roberta(shape)
-    out = {}
-    if "sklearn" in backends:
+    seconds, recon = 0.0, {}
+    for name, w in target_weights(model).items():
+        x = w.T.numpy()
         t = time.perf_counter()
-        official_sklearn_path(model, rank)
-        out["official sklearn path"] = time.perf_counter() - t
+        svd = TruncatedSVD(n_components=rank, n_iter=10, random_state=42)
+        svd.fit(x)
+        x_rec = svd.inverse_transform(svd.transform(x))
+        seconds += time.perf_counter() - t
+        recon[name] = torch.from_numpy(x_rec).T
+    return seconds, recon
+
+
+def svd_times(shape: str, rank: int, backends: list[str], reps: int = 3) -> dict[str, tuple[float, float, float]]:
+    """Per backend: the best of ``reps`` init times (seconds), and the mean and max over modules of the
+    excess error ``‖W − B A‖_F / ‖W − W_r‖_F − 1`` (0 = the optimal rank-r approximation).
+
+    Rounds are interleaved (one run of every backend per round), so a slow spell of a shared machine
+    hits all backends alike; the best of the rounds is the figure least disturbed by other load."""
+    model = build_roberta(shape)
+    weights = target_weights(model)
+    optimal = optimal_errors(weights, rank)
+
+    def excess(recon: dict[str, torch.Tensor]) -> tuple[float, float]:
+        e = [
+            (torch.linalg.matrix_norm(weights[n].double() - recon[n].double()).item() / optimal[n]) - 1 for n in weights
+        ]
+        return statistics.fmean(e), max(e)
+
+    injected = {}
     for backend in backends:
         m = copy.deepcopy(model)
         cfg = AdapterConfig(method="loraxs", rank=rank, target_modules=TARGETS, svd_backend=backend)
         inject_adapters(m, cfg, init=False)
-        t = time.perf_counter()
-        init_xs_svd(adapter_layers(m), cfg)
-        out[backend] = time.perf_counter() - t
-        del m
-    return out
+        injected[backend] = (adapter_layers(m), cfg)
+    seconds: dict[str, list[float]] = {}
+    recons: dict[str, dict[str, torch.Tensor]] = {}
+    for _ in range(reps):
+        if "sklearn" in backends:
+            sec, recons["official sklearn path"] = official_sklearn_path(model, rank)
+            seconds.setdefault("official sklearn path", []).append(sec)
+        for backend, (layers, cfg) in injected.items():
+            t = time.perf_counter()
+            init_xs_svd(layers, cfg)
+            seconds.setdefault(backend, []).append(time.perf_counter() - t)
+            recons[backend] = {n: (layer.lora_B @ layer.lora_A).detach() for n, layer in layers.items()}
+    return {label: (min(seconds[label]), *excess(recons[label])) for label in seconds}
 
 
 def run_shape(shape: str, device: torch.device, args) -> None:
@@ -279,8 +327,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument(
-        "--svd-backends", default="torch_lowrank,sklearn,torch", help="backends to time for the LoRA-XS init; '' skips"
+        "--svd-backends",
+        default="krylov,randomized,torch_lowrank,sklearn,torch",
+        help="backends to time for the LoRA-XS init; '' skips",
     )
+    p.add_argument("--svd-reps", type=int, default=3, help="interleaved rounds of SVD init timing; best is shown")
+    p.add_argument("--svd-only", action="store_true", help="only the SVD init section")
     p.add_argument("--no-gpu", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -292,7 +344,7 @@ def main() -> None:
     devices = [torch.device("cpu")]
     if torch.cuda.is_available() and not args.no_gpu:
         devices.append(torch.device("cuda"))
-    for device in devices:
+    for device in [] if args.svd_only else devices:
         for s in shapes:
             if device.type == "cuda":
                 args.large_batch = args.batch
@@ -300,19 +352,17 @@ def main() -> None:
     backends = [b for b in args.svd_backends.split(",") if b]
     if backends:
         for s in shapes:
-            times = svd_times(s, args.rank, backends)
-            ref = times.get("official sklearn path")
+            times = svd_times(s, args.rank, backends, args.svd_reps)
+            ref = times.get("official sklearn path", (None,))[0]
             print(
                 f"\nLoRA-XS SVD init, RoBERTa-{s} shape, all {4 * SHAPES[s]['num_hidden_layers']} modules, "
-                f"r={args.rank}, CPU:"
+                f"r={args.rank}, CPU, best of {args.svd_reps} interleaved rounds; "
+                f"excess error = ‖W − B A‖_F / ‖W − W_r‖_F − 1 over modules:"
             )
-            for b, v in times.items():
-                speed = (
-                    f"  ({ref / v:.1f}x faster than the official sklearn path)"
-                    if ref and b != "official sklearn path"
-                    else ""
-                )
-                print(f"  {b:<22}{v:8.2f} s{speed}")
+            print(f"  {'backend':<22}{'seconds':>9}{'vs official':>13}{'excess mean':>13}{'excess max':>12}")
+            for b, (v, e_mean, e_max) in times.items():
+                speed = f"{ref / v:.2f}x" if ref and b != "official sklearn path" else ""
+                print(f"  {b:<22}{v:9.2f}{speed:>13}{e_mean:>13.2e}{e_max:>12.2e}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 METHODS = ("lora", "loraxs", "loraxs_random", "lorasb", "full")
 XS_METHODS = ("loraxs", "loraxs_random", "lorasb")
-SVD_BACKENDS = ("torch", "torch_lowrank", "sklearn")
+SVD_BACKENDS = ("krylov", "randomized", "torch", "torch_lowrank", "sklearn")
 LORASB_LR_RULES = ("warmup", "lr")
 
 
@@ -35,10 +35,15 @@ class AdapterConfig:
         target_modules: module-name suffixes to wrap, matched like PEFT: a module named ``n``
             is a target when ``n == t`` or ``n.endswith("." + t)``.
         modules_to_save: module-name suffixes (task heads) kept fully trainable and saved with the adapter.
-        svd_backend: ``torch`` (exact ``torch.linalg.svd``), ``torch_lowrank`` (randomised
-            ``torch.svd_lowrank``) or ``sklearn`` (``TruncatedSVD`` on ``Wᵀ``, the official LoRA-XS path).
-        svd_n_iter: power iterations of the randomised backends (official: 10).
-        svd_oversample: extra columns of the randomised range finder (``torch_lowrank``).
+        svd_backend: ``krylov`` (default: randomised block Krylov, more accurate than the official path
+            and faster), ``randomized`` (the official algorithm, subspace iteration, same fast
+            implementation; both in :mod:`loraxs.rsvd`), ``torch`` (exact ``torch.linalg.svd``),
+            ``torch_lowrank`` (``torch.svd_lowrank``, the official LoRA-SB call) or ``sklearn``
+            (``TruncatedSVD`` on ``Wᵀ``, the official LoRA-XS path).
+        svd_n_iter: subspace iterations of ``randomized``, ``torch_lowrank`` and ``sklearn`` (official: 10).
+        svd_krylov_depth: Krylov blocks after the first for ``krylov`` (each one pass with ``Wᵀ`` and one with ``W``).
+        svd_oversample: extra columns per block (``krylov``/``randomized`` round ``r + oversample`` up to a
+            multiple of 8; ``sklearn`` always uses 10).
         seed: seed of the randomised SVD and of the random inits (official: 42).
         r_init_std: standard deviation of the LoRA-XS ``R ~ N(0, σ²)`` init (official: 1e-5).
         lorasb_n_samples: training samples whose gradients estimate the first update
@@ -55,8 +60,9 @@ class AdapterConfig:
         default_factory=lambda: ["query", "value", "attention.output.dense", "output.dense"]
     )
     modules_to_save: list[str] = field(default_factory=lambda: ["classifier"])
-    svd_backend: str = "torch"
+    svd_backend: str = "krylov"
     svd_n_iter: int = 10
+    svd_krylov_depth: int = 4
     svd_oversample: int = 10
     seed: int = 42
     r_init_std: float = 1e-5
@@ -81,6 +87,8 @@ class AdapterConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.svd_backend not in SVD_BACKENDS:
             raise ValueError(f"unknown svd_backend {self.svd_backend!r}; valid: {', '.join(SVD_BACKENDS)}")
+        if self.svd_krylov_depth < 1:
+            raise ValueError(f"svd_krylov_depth must be >= 1, got {self.svd_krylov_depth!r}")
         if self.svd_n_iter < 0 or self.svd_oversample < 0:
             raise ValueError(
                 f"svd_n_iter and svd_oversample must be >= 0, got {self.svd_n_iter}, {self.svd_oversample}"

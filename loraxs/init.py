@@ -56,8 +56,10 @@ def init_xs_svd(layers: Mapping[str, XSLayer], cfg: AdapterConfig, progress: boo
     groups = _groups(layers)
     bar = tqdm(total=len(layers), desc="LoRA-XS SVD", disable=not progress)
     for names in groups.values():
-        weights = torch.stack([layers[n].weight for n in names])
-        u, s, vh = truncated_svd(weights, cfg.rank, cfg.svd_backend, cfg.svd_n_iter, cfg.svd_oversample, cfg.seed)
+        weights = [layers[n].weight for n in names]
+        u, s, vh = truncated_svd(
+            weights, cfg.rank, cfg.svd_backend, cfg.svd_n_iter, cfg.svd_oversample, cfg.seed, cfg.svd_krylov_depth
+        )
         for i, n in enumerate(names):
             layer = layers[n]
             layer.lora_A.copy_((s[i, :, None] * vh[i]).to(layer.lora_A))
@@ -108,6 +110,7 @@ def init_lorasb(
             cfg.svd_n_iter,
             cfg.svd_oversample,
             cfg.seed,
+            cfg.svd_krylov_depth,
         )  # ΔWᵀ ≈ u diag(s) vh,  u (d_in, r), vh (r, d_out)
         for i, n in enumerate(names):
             layer = layers[n]

@@ -46,7 +46,9 @@ def test_modules_to_save_matching_nothing():
 
 
 def test_bad_svd_backend_and_unknown_key():
-    with pytest.raises(ValueError, match=r"unknown svd_backend 'numpy'; valid: torch, torch_lowrank, sklearn"):
+    with pytest.raises(
+        ValueError, match=r"unknown svd_backend 'numpy'; valid: krylov, randomized, torch, torch_lowrank, sklearn"
+    ):
         AdapterConfig(svd_backend="numpy")
     with pytest.raises(ValueError, match=r"unknown AdapterConfig keys \['rnak'\]"):
         AdapterConfig.from_dict({"rnak": 4})

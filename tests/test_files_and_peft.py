@@ -35,11 +35,20 @@ def trained(method, seed=0, model=None, **cfg_kw):
 
 
 @pytest.mark.parametrize(
-    "method,compact",
-    [("lora", False), ("loraxs", False), ("loraxs", True), ("loraxs_random", True), ("lorasb", False), ("full", False)],
+    "method,compact,backend",
+    [
+        ("lora", False, "torch"),
+        ("loraxs", False, "torch"),
+        ("loraxs", True, "torch"),
+        ("loraxs", True, "krylov"),
+        ("loraxs", True, "randomized"),
+        ("loraxs_random", True, "torch"),
+        ("lorasb", False, "torch"),
+        ("full", False, "torch"),
+    ],
 )
-def test_save_load_reproduces_outputs_exactly(tmp_path, method, compact):
-    model = trained(method)
+def test_save_load_reproduces_outputs_exactly(tmp_path, method, compact, backend):
+    model = trained(method, svd_backend=backend)
     ids = bert_batch(3)["input_ids"]
     out = model(input_ids=ids).logits
     save_adapter(model, tmp_path / "a", compact=compact, base_model="tiny")

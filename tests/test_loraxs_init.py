@@ -19,7 +19,7 @@ def decaying_weight(d_out=24, d_in=20, seed=0) -> torch.Tensor:
     return u[:, :k] @ torch.diag(s) @ v[:, :k].T
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch_lowrank", "sklearn"])
+@pytest.mark.parametrize("backend", ["krylov", "randomized", "torch", "torch_lowrank", "sklearn"])
 def test_update_with_r_equal_cI_is_scaled_truncation(backend):
     w64 = decaying_weight()
     r, alpha, c = 5, 16.0, 0.3
@@ -58,14 +58,85 @@ def test_factors_agree_with_sklearn_truncated_svd_up_to_sign():
 
 def test_sign_rule_makes_largest_entry_of_each_u_column_positive():
     w = decaying_weight().float()
-    for backend in ("torch", "torch_lowrank", "sklearn"):
+    for backend in ("krylov", "randomized", "torch", "torch_lowrank", "sklearn"):
         u, _, _ = truncated_svd(w, 4, backend=backend)
         idx = u.abs().argmax(0)
         assert (u[idx, torch.arange(4)] > 0).all(), backend
     a = truncated_svd(w, 4, backend="torch")
-    b = truncated_svd(w.clone(), 4, backend="torch_lowrank")
+    for backend in ("krylov", "randomized", "torch_lowrank"):
+        b = truncated_svd(w.clone(), 4, backend=backend)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+
+
+def _excess_error(w: torch.Tensor, u, s, vh) -> torch.Tensor:
+    """(‖W − U S Vh‖_F − ‖W − W_r‖_F) / ‖W − W_r‖_F per weight, in float64."""
+    w64 = w.double()
+    opt = torch.linalg.svdvals(w64)[..., s.shape[-1] :].pow(2).sum(-1).sqrt()
+    err = torch.linalg.matrix_norm(w64 - (u.double() * s.double().unsqueeze(-2)) @ vh.double())
+    return err / opt - 1
+
+
+@pytest.mark.parametrize("backend", ["krylov", "randomized"])
+def test_fast_backends_at_least_as_accurate_as_the_official_sklearn_path(backend):
+    """Flat (random) spectra are the hard case for randomised SVD; shapes wider than the product block
+    (1024 columns) take the blocked ``Yᵀ W`` path, the square one the plain product; the decaying
+    spectrum is what pretrained weights look like."""
+    g = torch.Generator().manual_seed(3)
+    wide = torch.randn(3, 96, 1100, generator=g)
+    square = torch.randn(3, 128, 128, generator=g)
+    decaying = torch.stack([decaying_weight(200, 300, seed=i) for i in range(2)]).float()
+    for weights in (wide, square, decaying):
+        u, s, vh = truncated_svd(weights, 8, backend=backend)
+        ours = _excess_error(weights, u, s, vh)
+        official = _excess_error(weights, *truncated_svd(weights, 8, backend="sklearn"))
+        assert (ours <= official * 1.05 + 1e-6).all(), (ours, official)
+        assert (ours < 0.02).all()
+        eye = torch.eye(8).expand(len(weights), 8, 8)
+        torch.testing.assert_close(u.mT @ u, eye, atol=1e-5, rtol=0)
+        torch.testing.assert_close(vh @ vh.mT, eye, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["krylov", "randomized"])
+def test_fast_backends_deterministic_chunk_independent_and_rank_deficient(monkeypatch, backend):
+    import loraxs.rsvd
+
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(3, 40, 2100, generator=g)
+    a, b = truncated_svd(w, 5, backend=backend), truncated_svd(list(w.clone()), 5, backend=backend)
     for x, y in zip(a, b):
-        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-4)
+        assert torch.equal(x, y)
+    # one weight per chunk: the same factors as one chunk of three
+    monkeypatch.setattr(loraxs.rsvd, "CHUNK_BYTES", 1)
+    for x, y in zip(a, truncated_svd(list(w), 5, backend=backend)):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"one shape, got \[\(3, 4\), \(4, 4\)\]"):
+        truncated_svd([torch.ones(3, 4), torch.ones(4, 4)], 2, backend=backend)
+    # rank 3 < q: singular Cholesky Grams take the Householder fallback; r = 5 > rank takes the exact
+    # small SVD (Vh = S⁻¹ Uᵀ B would divide by zero)
+    low = torch.randn(300, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 500, generator=g, dtype=torch.float64)
+    for r in (3, 5):
+        u, s, vh = truncated_svd(low.float(), r, backend=backend)
+        assert torch.isfinite(u).all() and torch.isfinite(vh).all()
+        torch.testing.assert_close((u * s) @ vh, low.float(), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(s[:3].double(), torch.linalg.svdvals(low)[:3], rtol=1e-5, atol=0)
+
+
+def test_blocked_rows_product_and_gram_small_svd_match_plain_ones():
+    from loraxs.rsvd import rows_times, small_svd
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(2, 40, 2100, generator=g)
+    yt = torch.randn(2, 16, 40, generator=g)
+    torch.testing.assert_close(rows_times(yt, w), torch.bmm(yt, w), rtol=1e-5, atol=1e-5)
+    b = torch.randn(2, 24, 300, generator=g, dtype=torch.float64)
+    u, s, vh = small_svd(b, 6)
+    u_ref, s_ref, vh_ref = torch.linalg.svd(b, full_matrices=False)
+    torch.testing.assert_close(s, s_ref[:, :6], rtol=1e-10, atol=0)
+    signs = torch.sign((u * u_ref[..., :6]).sum(-2, keepdim=True))
+    torch.testing.assert_close(u * signs, u_ref[..., :6], rtol=0, atol=1e-8)
+    torch.testing.assert_close(vh * signs.mT, vh_ref[:, :6], rtol=0, atol=1e-8)
 
 
 def test_inject_loraxs_output_near_base_and_r_init_std():

@@ -43,6 +43,7 @@ def adapter_config(cfg: Any) -> AdapterConfig:
         for src, dst in (
             ("svd_backend", "svd_backend"),
             ("svd_n_iter", "svd_n_iter"),
+            ("svd_krylov_depth", "svd_krylov_depth"),
             ("svd_oversample", "svd_oversample"),
             ("svd_seed", "seed"),
             ("r_init_std", "r_init_std"),
