@@ -50,6 +50,8 @@ def test_bad_svd_backend_and_unknown_key():
         ValueError, match=r"unknown svd_backend 'numpy'; valid: krylov, randomized, torch, torch_lowrank, sklearn"
     ):
         AdapterConfig(svd_backend="numpy")
+    with pytest.raises(ValueError, match=r"svd_krylov_depth must be >= 1, got 0"):
+        AdapterConfig(svd_krylov_depth=0)
     with pytest.raises(ValueError, match=r"unknown AdapterConfig keys \['rnak'\]"):
         AdapterConfig.from_dict({"rnak": 4})
 
