@@ -271,7 +271,8 @@ def svd_times(shape: str, rank: int, backends: list[str], reps: int = 3) -> dict
             t = time.perf_counter()
             init_xs_svd(layers, cfg)
             seconds.setdefault(backend, []).append(time.perf_counter() - t)
-            recons[backend] = {n: (layer.lora_B @ layer.lora_A).detach() for n, layer in layers.items()}
+    for backend, (layers, _) in injected.items():
+        recons[backend] = {n: (layer.lora_B @ layer.lora_A).detach() for n, layer in layers.items()}
     return {label: (min(seconds[label]), *excess(recons[label])) for label in seconds}
 
 
