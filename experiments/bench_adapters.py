@@ -17,7 +17,7 @@ Usage::
 
     python experiments/bench_adapters.py                    # both shapes, CPU (+ GPU if present)
     python experiments/bench_adapters.py --shapes base --reps 10 --threads 2
-    python experiments/bench_adapters.py --svd-only --svd-backends randomized,sklearn
+    python experiments/bench_adapters.py --svd-only --svd-backends krylov,sklearn
 """
 
 from __future__ import annotations

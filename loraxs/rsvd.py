@@ -129,7 +129,7 @@ def randomized_svd(
                 blocks.append(yt)
         span = torch.cat(blocks, dim=1) if krylov else yt  # (c, q(k+1) or q, m)
         basis = torch.linalg.qr(span.mT).Q  # (c, m, ·), orthonormal columns
-        u_small, s, vh = small_svd(rows_times(basis.mT.contiguous(), w), min(rank, basis.shape[-1]))  # Qᵀ W
+        u_small, s, vh = small_svd(rows_times(basis.mT.contiguous(), w), rank)  # Qᵀ W (q >= r columns)
         us.append(torch.bmm(basis, u_small))
         ss.append(s)
         vhs.append(vh)
