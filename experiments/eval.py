@@ -3,17 +3,20 @@
     python experiments/eval.py run=outputs/runs/<run folder>                      # its model, task and adapter
     python experiments/eval.py run=<run> task.max_eval_samples=50 task.eval_batch_size=8
     python experiments/eval.py model=smollm2_135m task=metamath task.max_eval_samples=50 \\
-        task.eval_sets.gsm8k.path=../shared/data/gsm8k/test.jsonl 'task.eval_sets={gsm8k: ${task.eval_sets.gsm8k}}'
+        task.eval_sets.gsm8k.path=../shared/data/gsm8k/test.jsonl '~task.eval_sets.math'
     python experiments/eval.py run=<run> backend=vllm                              # needs vllm (GPU)
 
-Special keys: ``run=<folder>`` (use its config.yaml and adapter), ``adapter_dir=<folder>`` (any adapter folder
-of this library), ``backend=hf|vllm``, ``out=<folder>`` (default ``<run>/eval_<time>`` or
-``outputs/evals/<model>_<task>_<time>``). Every other argument is a Hydra-style override. Writes
-``metrics.json`` and ``predictions/<benchmark>.jsonl`` and prints the metrics.
+Special keys: ``run=<folder>`` (use its config.yaml and its selected adapter, or its saved model for full
+fine-tuning), ``adapter_dir=<folder>`` (any adapter folder of this library), ``backend=hf|vllm``,
+``out=<folder>`` (default ``<run>/eval_<time>`` or ``outputs/evals/<model>_<task>_<time>``). Every other argument
+is a Hydra-style override, checked like ``train.py``'s: an unknown key is refused with one line (exit 2); with
+``run=`` only keys of its config may change, not config groups. Writes ``metrics.json`` and
+``predictions/<benchmark>.jsonl`` and prints the metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,46 +24,56 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
 os.environ.setdefault("LORAXS_ROOT", str(ROOT))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SPECIAL = ("run", "adapter_dir", "backend", "out")
 
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+from train import GROUPS, check_group_overrides, fail, hydra_overrides  # noqa: E402
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    special, overrides = {}, []
+    """``(special keys, overrides)``."""
+    special, rest = {}, []
     for a in argv:
         key = a.split("=", 1)[0]
         if key in SPECIAL and "=" in a:
             special[key] = a.split("=", 1)[1]
         else:
-            overrides.append(a)
+            rest.append(a)
     if special.get("backend", "hf") not in ("hf", "vllm"):
         fail(f"backend={special['backend']} is unknown; valid: hf, vllm")
-    return special, overrides
+    return special, hydra_overrides(rest)
 
 
 def compose_config(special: dict[str, str], overrides: list[str]):
+    """The run's saved config with the overrides merged (unknown keys refused), or a fresh composition."""
     from omegaconf import OmegaConf
-
-    if "run" in special:
-        cfg_file = Path(special["run"]) / "config.yaml"
-        if not cfg_file.is_file():
-            fail(f"run={special['run']} has no config.yaml; give a run folder from experiments/train.py")
-        cfg = OmegaConf.merge(OmegaConf.load(cfg_file), OmegaConf.from_dotlist(overrides))
-        return cfg
-    sys.path.insert(0, str(ROOT / "experiments"))
-    from train import check_group_overrides
+    from omegaconf.errors import OmegaConfBaseException
 
     check_group_overrides(overrides)
-    from hydra import compose, initialize_config_dir
+    if "run" not in special:
+        from hydra import compose, initialize_config_dir
+        from hydra.errors import HydraException
 
-    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+        try:
+            with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+                return compose("train", overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as e:
+            fail(str(e).splitlines()[0])
+    cfg_file = Path(special["run"]) / "config.yaml"
+    if not cfg_file.is_file():
+        fail(f"run={special['run']} has no config.yaml; give a run folder from experiments/train.py")
+    groups = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    if groups:
+        fail(f"{groups[0]}=... changes a config group of run={special['run']}; change its keys instead")
+    cfg = OmegaConf.load(cfg_file)  # resolved when the run wrote it: no interpolation is re-read
+    OmegaConf.set_struct(cfg, True)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as e:
+        key = str(e).splitlines()[0]
+        fail(f"{key} (in run={special['run']}'s config); valid keys are those of its config.yaml")
 
 
 def adapter_folder(special: dict[str, str]) -> Path | None:
@@ -76,75 +89,70 @@ def adapter_folder(special: dict[str, str]) -> Path | None:
 def main() -> None:
     special, overrides = parse(sys.argv[1:])
     cfg = compose_config(special, overrides)
-    from loraxs.training import ConfigError, validate
+    from loraxs.training import ConfigError, TrainingError, validate
 
     try:
-        validate(cfg)
+        spec = validate(cfg)
     except ConfigError as e:
         fail(str(e))
-    import torch
-    from accelerate import Accelerator
-    from transformers.utils import logging as hf_logging
+    saved_model = Path(special.get("run", "")) / "model"
+    if spec.adapter.method == "full" and "run" in special and (saved_model / "config.json").is_file():
+        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, name_or_path=str(saved_model)))
+    try:
+        evaluate_spec(spec, special)
+    except (TrainingError, FileNotFoundError, RuntimeError, ValueError) as e:
+        fail(str(e).splitlines()[0], 1)
 
+
+def evaluate_spec(spec, special: dict[str, str]) -> None:
     from loraxs import export_peft_lora, load_adapter, merge_adapters
-    from loraxs.io import write_json_atomic
-    from loraxs.models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
+    from loraxs.io import write_json_atomic, write_text_atomic
     from loraxs.tasks import build_task
+    from loraxs.training.phases import evaluate, load_base, make_accelerator
 
-    hf_logging.set_verbosity_error()
-    adapter = adapter_folder(special)
-    family = cfg.task.family
-    if family == "glue":
-        path = cfg.model.name_or_path
-        tokenizer = load_tokenizer(path)
-        model = load_classifier(path, int(cfg.task.num_labels), cfg.model.dtype)
-    else:
-        path = causal_lm_path(cfg.model, cfg.paths.cache_dir)
-        tokenizer = load_tokenizer(path)
-        model = load_causal_lm(path, cfg.model.dtype)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    model.to(accelerator.device).eval()
+    accelerator = make_accelerator(spec)
+    model, tokenizer = load_base(spec, accelerator)
+    model.eval()
+    adapter = adapter_folder(special) if spec.adapter.method != "full" else None
     generate_fn = None
-    if adapter is not None:
-        load_adapter(model, adapter)
-        if special.get("backend") == "vllm":
-            from loraxs.tasks.vllm_backend import vllm_generator
-
-            peft_dir = export_peft_lora(model, Path(adapter).parent / "adapter_peft", task_type="CAUSAL_LM")
-            generate_fn = vllm_generator(path, peft_dir, max_lora_rank=int(model.loraxs_config.rank))
-        else:
-            merge_adapters(model)  # the merged model runs at the base model's speed
-    elif special.get("backend") == "vllm":
+    if special.get("backend") == "vllm":
+        from loraxs.models import causal_lm_path
         from loraxs.tasks.vllm_backend import vllm_generator
 
-        generate_fn = vllm_generator(path, None)
-    task = build_task(cfg.task, tokenizer, train=False)
-    batch = int(cfg.task.get("eval_batch_size") or cfg.trainer.eval_batch_size)
+        peft_dir = None
+        if adapter is not None:
+            load_adapter(model, adapter)
+            peft_dir = export_peft_lora(model, Path(adapter).parent / "adapter_peft", task_type="CAUSAL_LM")
+        rank = spec.adapter.rank if adapter is not None else 8
+        stop = getattr(spec.task, "stop", [])
+        generate_fn = vllm_generator(causal_lm_path(spec.model, spec.paths.cache_dir), peft_dir, rank, stop=stop)
+    elif adapter is not None:
+        load_adapter(model, adapter)
+        merge_adapters(model)  # the merged model runs at the base model's speed
+    task = build_task(spec.task, tokenizer, train=False)
     start = time.perf_counter()
-    kw = {"generate_fn": generate_fn} if generate_fn is not None else {}
-    metrics, records = task.evaluate(model, accelerator, batch, True, **kw)
+    metrics, records = evaluate(task, model, accelerator, spec, **({"generate_fn": generate_fn} if generate_fn else {}))
     seconds = time.perf_counter() - start
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     if "out" in special:
         out = Path(special["out"])
     elif "run" in special:
-        out = Path(special["run"]) / f"eval_{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(special["run"]) / f"eval_{stamp}"
     else:
-        out = (
-            Path(cfg.paths.output_dir) / "evals" / f"{cfg.model.name}_{cfg.task.name}_{time.strftime('%Y%m%d-%H%M%S')}"
-        )
+        out = Path(spec.paths.output_dir) / "evals" / f"{spec.model.name}_{spec.task.name}_{stamp}"
     if accelerator.is_main_process:
         (out / "predictions").mkdir(parents=True, exist_ok=True)
         for name, rows in records.items():
-            (out / "predictions" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            write_text_atomic(out / "predictions" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         n = sum(len(r) for r in records.values())
         write_json_atomic(
             out / "metrics.json",
             {
-                "model": cfg.model.name,
-                "task": cfg.task.name,
+                "model": spec.model.name,
+                "task": spec.task.name,
                 "adapter": str(adapter) if adapter else None,
                 "backend": special.get("backend", "hf"),
-                "batch_size": batch,
+                "batch_size": getattr(spec.task, "eval_batch_size", spec.trainer.eval_batch_size),
                 "examples": n,
                 "seconds": round(seconds, 2),
                 "examples_per_s": round(n / seconds, 3),

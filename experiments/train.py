@@ -1,8 +1,9 @@
 """Train and evaluate: ``python experiments/train.py task=qnli adapter=loraxs rank=16``.
 
 Hydra composes configs/train.yaml with the groups model, task, adapter, trainer, logger, paths, hydra and the
-optional experiment/ and sweep/. Multirun: ``python experiments/train.py -m adapter=lora,loraxs rank=4,8``.
-Several processes: ``accelerate launch experiments/train.py ...``.
+optional experiment/ and sweep/. Multirun: ``python experiments/train.py -m adapter=lora,loraxs rank=4,8`` (the
+whole override grammar: ``adapter='choice(lora,loraxs)'``, ``experiment='glob(glue_*)'``, ``rank='range(4,9,4)'``).
+Several processes: ``accelerate launch experiments/train.py ...`` or ``torchrun``.
 
 Bad config values fail in milliseconds with one line and exit code 2, before any model is loaded; a run that
 cannot go on (diverged loss, unreachable Hub, unreadable checkpoint) exits with 1.
@@ -26,48 +27,149 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def check_group_overrides(argv: list[str]) -> None:
-    """``group=option`` overrides must name an existing configs/<group>/<option>.yaml (checked before Hydra)."""
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def parse_overrides(overrides: list[str]) -> list:
+    """Hydra's own parse of the overrides (its full grammar); one line on a syntax error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        fail(f"cannot parse the overrides: {str(e).splitlines()[0]}")
+
+
+def check_group_overrides(overrides: list[str]) -> None:
+    """Every ``group=option`` (also inside ``choice(...)``, comma lists and ``glob(...)``) must name an existing
+    ``configs/<group>/<option>.yaml``; one line on error."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, OverrideType
+
+    for o in parse_overrides(overrides):
+        if o.key_or_group not in GROUPS or o.type == OverrideType.DEL:
             continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+~")
-        if key not in GROUPS or value in ("null", ""):
+        value, options = o.value(), group_options(o.key_or_group)
+        if isinstance(value, Glob):
+            if not value.filter(options):
+                fail(f"{o.input_line} matches no option of {o.key_or_group}; valid: {', '.join(options)}")
             continue
-        options = sorted(p.stem for p in (CONFIGS / key).glob("*.yaml"))
-        for v in value.split(","):  # multirun lists
-            if v not in options:
-                fail(f"{key}={v} is not a config option; valid: {', '.join(options)}")
+        values = value.list if isinstance(value, ChoiceSweep) else [value]
+        for v in values:
+            if v is not None and str(v) not in options:
+                fail(f"{o.key_or_group}={v} is not a config option; valid: {', '.join(options)}")
+
+
+def first_job(overrides: list[str]) -> list[str]:
+    """The overrides of the first job of a (multi)run: every sweep replaced by its first value."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, OverrideType, RangeSweep
+
+    out = []
+    for o in parse_overrides(overrides):
+        if not o.is_sweep_override():
+            out.append(o.input_line)
+            continue
+        v = o.value()
+        if isinstance(v, Glob):
+            first = v.filter(group_options(o.key_or_group))[0]
+        elif isinstance(v, RangeSweep):
+            first = v.start
+        elif isinstance(v, ChoiceSweep):
+            first = v.list[0]
+        else:  # an interval sweep: the optimiser plugins' business
+            continue
+        prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(o.type, "")
+        out.append(f"{prefix}{o.get_key_element()}={first}")
+    return out
+
+
+def compose_first_job(overrides: list[str]):
+    """Compose the first job with Hydra's compose API, so that Hydra's own errors (a key that does not exist, a
+    value it cannot merge) are one line here instead of its multi-line report; returns the config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    job = first_job(overrides)
+    try:
+        with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+            return compose("train", overrides=job)
+    except (HydraException, OmegaConfBaseException) as e:
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        bad = next((o for o in job if lines and f"'{o.split('=', 1)[0].lstrip('+~')}'" in lines[0]), None)
+        if bad is not None and any(x.startswith("To append to your config use +") for x in lines):
+            key = bad.split("=", 1)[0].lstrip("+~")
+            parent = key.rpartition(".")[0]
+            try:
+                with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+                    node = compose("train", overrides=[o for o in job if o != bad])
+                for part in parent.split(".") if parent else []:
+                    node = node[part]
+                valid = f"; valid keys of {parent or 'the config'}: {', '.join(sorted(node.keys()))}"
+            except Exception:
+                valid = ""
+            fail(f"{key} is not a config key (misspelt?){valid}")
+        fail(" ".join(lines[:2]) if lines else type(e).__name__)
+
+
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """The overrides in ``argv``, as Hydra's own argument parser sees them (flags and their values skipped)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    return list(args.overrides)
+
+
+HELP_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc")
+
+
+def precheck(argv: list[str]) -> None:
+    """Before Hydra runs anything: the overrides parse, name existing options, compose, and the first job's spec
+    is valid; each failure is one line on stderr and exit code 2."""
+    if any(a.split("=", 1)[0] in HELP_FLAGS for a in argv):
+        return
+    overrides = hydra_overrides(argv)
+    check_group_overrides(overrides)
+    cfg = compose_first_job(overrides)
+    from loraxs.training import ConfigError, validate
+
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        fail(str(e))
 
 
 def main() -> None:
-    check_group_overrides(sys.argv[1:])
+    precheck(sys.argv[1:])
     import hydra
 
     @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")
     def _main(cfg) -> float | None:
+        from omegaconf import OmegaConf
+
         from loraxs.training import ConfigError, TrainingError, validate
 
         try:
-            validate(cfg)
+            spec = validate(cfg)
         except ConfigError as e:
             fail(str(e), 2)
         from loraxs.training.loop import run
 
         try:
-            metrics = run(cfg)
+            metrics = run(spec, OmegaConf.to_container(cfg, resolve=True))
         except (TrainingError, FileNotFoundError, RuntimeError) as e:
             fail(str(e).splitlines()[0] if str(e) else type(e).__name__, 1)
         except KeyboardInterrupt:
             fail("interrupted; continue with resume=<run folder> (printed at the start of the log)", 130)
-        best = metrics["best"].get(metrics["main_metric"], {})
+        reported, name = metrics["reported"], metrics["main_metric"]
         if int(os.environ.get("RANK", "0")) == 0:
             print(
-                f"{metrics['task']} {metrics['adapter']}: best {metrics['main_metric']} = {best.get('value', float('nan')):.4f} "
-                f"(epoch {best.get('epoch')}); trainable {metrics['trainable']}; run folder: {metrics['run_dir']}"
+                f"{metrics['task']} {metrics['adapter']}: {name} = {reported.get(name, float('nan')):.4f} "
+                f"({metrics['selection']}: epoch {reported.get('epoch')}, step {reported.get('step')}); "
+                f"trainable {metrics['trainable']}; run folder: {metrics['run_dir']}"
             )
-        return best.get("value")
+        return reported.get(name)
 
     _main()
 

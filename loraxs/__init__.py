@@ -22,7 +22,7 @@ from .inject import (
 )
 from .io import export_peft_lora, load_adapter, read_adapter_config, save_adapter
 from .layers import AdapterLayer, LoraLayer, XSLayer
-from .lorasb import effective_lr, estimate_gradients
+from .lorasb import LoraSBInit, effective_lr, estimate_gradients, lorasb_init
 from .svd import truncated_svd
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterLayer",
     "LoraLayer",
+    "LoraSBInit",
     "TrainableCounts",
     "XSLayer",
     "adapter_layers",
@@ -44,6 +45,7 @@ __all__ = [
     "get_config",
     "inject_adapters",
     "load_adapter",
+    "lorasb_init",
     "merge_adapters",
     "read_adapter_config",
     "save_adapter",

@@ -19,7 +19,7 @@ from typing import Any
 METHODS = ("lora", "loraxs", "loraxs_random", "lorasb", "full")
 XS_METHODS = ("loraxs", "loraxs_random", "lorasb")
 SVD_BACKENDS = ("krylov", "randomized", "torch", "torch_lowrank", "sklearn")
-LORASB_LR_RULES = ("warmup", "lr")
+LORASB_LR_RULES = ("warmup", "warmup_optimizer_steps", "lr")
 
 
 @dataclass
@@ -46,10 +46,14 @@ class AdapterConfig:
             multiple of 8; ``sklearn`` always uses 10).
         seed: seed of the randomised SVD and of the random inits (official: 42).
         r_init_std: standard deviation of the LoRA-XS ``R ~ N(0, σ²)`` init (official: 1e-5).
-        lorasb_n_samples: training samples whose gradients estimate the first update
-            (official: 2 for GLUE, 50 for math, 170 for commonsense).
-        lorasb_lr_rule: ``warmup`` (official): ``η_eff = lr / (warmup_ratio · total_steps)``;
-            ``lr``: ``η_eff = lr`` (for runs without warm-up).
+        lorasb_n_samples: training samples whose gradients estimate the first update, the same number
+            whatever the number of processes (official: 2 for GLUE, 50 for math, 170 for commonsense).
+        lorasb_batch_size: batch size of the estimate, ``eg_bs`` (official: 3 math, 10 commonsense, the
+            training batch for GLUE); ``None`` = the training batch size.
+        lorasb_lr_rule: ``η_eff`` of ``ΔW = −η_eff · sign(G)``. ``warmup`` (official):
+            ``lr / (warmup_ratio · total)``, ``total = ⌈N_train / lorasb_batch_size⌉ · epochs`` (the official
+            ``len(loader at eg_bs) · epochs``, whatever the optimizer steps); ``warmup_optimizer_steps``: the same
+            with ``total`` = optimizer steps (this toolkit's earlier rule; equal for GLUE); ``lr``: ``η_eff = lr``.
     """
 
     method: str = "loraxs"
@@ -67,6 +71,7 @@ class AdapterConfig:
     seed: int = 42
     r_init_std: float = 1e-5
     lorasb_n_samples: int = 2
+    lorasb_batch_size: int | None = None
     lorasb_lr_rule: str = "warmup"
 
     def __post_init__(self) -> None:
@@ -97,6 +102,8 @@ class AdapterConfig:
             raise ValueError(f"r_init_std must be >= 0, got {self.r_init_std!r}")
         if self.lorasb_n_samples < 1:
             raise ValueError(f"lorasb_n_samples must be >= 1, got {self.lorasb_n_samples!r}")
+        if self.lorasb_batch_size is not None and self.lorasb_batch_size < 1:
+            raise ValueError(f"lorasb_batch_size must be >= 1 or None, got {self.lorasb_batch_size!r}")
         if self.lorasb_lr_rule not in LORASB_LR_RULES:
             raise ValueError(f"unknown lorasb_lr_rule {self.lorasb_lr_rule!r}; valid: {', '.join(LORASB_LR_RULES)}")
 

@@ -102,7 +102,7 @@ def init_lorasb(
     if missing:
         raise ValueError(f"LoRA-SB: no gradient for target modules {missing[:5]} (got {len(gradients)} gradients)")
     for names in _groups(layers).values():
-        dw_t = torch.stack([(-effective_lr * torch.sign(gradients[n].float())).t() for n in names])
+        dw_t = torch.stack([(-effective_lr * torch.sign(gradients[n]).float()).t() for n in names])
         u, s, vh = truncated_svd(
             dw_t.to(layers[names[0]].lora_R.device),
             cfg.rank,

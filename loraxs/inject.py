@@ -17,7 +17,7 @@ from torch import nn
 from .config import AdapterConfig
 from .init import init_lora, init_lorasb, init_r_normal, init_xs_random, init_xs_svd
 from .layers import SUPPORTED_TYPES, AdapterLayer, LoraLayer, XSLayer, layer_shape
-from .lorasb import LossFn, effective_lr, estimate_gradients
+from .lorasb import LoraSBInit
 
 CONFIG_ATTR = "loraxs_config"
 
@@ -104,13 +104,7 @@ def inject_adapters(
     model: nn.Module,
     config: AdapterConfig,
     *,
-    batches: Iterable[Any] | None = None,
-    loss_fn: LossFn | None = None,
-    gradients: dict[str, torch.Tensor] | None = None,
-    lr: float | None = None,
-    warmup_ratio: float | None = None,
-    total_steps: int | None = None,
-    init: bool = True,
+    init: bool | LoraSBInit = True,
     progress: bool = False,
 ) -> nn.Module:
     """Wrap the targets of ``model`` in place and freeze what the method freezes; returns ``model``.
@@ -118,13 +112,14 @@ def inject_adapters(
     Args:
         model: any module (Hugging Face or not).
         config: the adapter's configuration.
-        batches: LoRA-SB only: training batches (dicts for ``model(**batch)`` with labels, or anything
-            ``loss_fn`` takes); the first ``config.lorasb_n_samples`` samples estimate the update.
-        loss_fn: LoRA-SB only: ``loss_fn(model, batch) -> loss`` (default ``model(**batch).loss``).
-        gradients: LoRA-SB only: precomputed summed gradients ``{name: G (d_out, d_in)}`` instead of batches.
-        lr, warmup_ratio, total_steps: LoRA-SB only: give ``η_eff`` by ``config.lorasb_lr_rule``.
-        init: False leaves the factors at zero (used when loading saved factors).
-        progress: show tqdm bars for the SVD and the gradient estimate.
+        init: ``True``: the method's own init (LoRA: Kaiming A, B = 0; LoRA-XS: SVD of W or the seeded random
+            factors, R ~ N(0, σ²)). LoRA-SB's init needs data: pass ``init=lorasb_init(model, config, batches,
+            eta)`` (or a ``LoraSBInit(gradients, eta)`` built from :func:`~loraxs.lorasb.estimate_gradients`).
+            ``False`` leaves every factor at zero, for loading saved factors (``load_adapter``, resuming).
+        progress: show a tqdm bar for the SVD.
+
+    Adapter tensors are float32 whatever the base dtype, and so are the modules of ``modules_to_save`` (their
+    floating inputs are cast to float32 by a forward pre-hook), as PEFT and the official code train them.
     """
     config.validate()
     if getattr(model, CONFIG_ATTR, None) is not None:
@@ -135,41 +130,53 @@ def inject_adapters(
             p.requires_grad_(True)
         setattr(model, CONFIG_ATTR, config)
         return model
+    if config.method == "lorasb" and init is True:
+        raise ValueError(
+            "LoRA-SB's init needs data: pass init=lorasb_init(model, config, batches, eta) "
+            "(eta from loraxs.effective_lr), or init=False to load saved factors"
+        )
+    if isinstance(init, LoraSBInit) and config.method != "lorasb":
+        raise ValueError(f"a LoraSBInit is for method 'lorasb', not {config.method!r}")
 
     names = find_targets(model, config)
     heads = head_module_names(model, config.modules_to_save)
-    eta = None
-    if config.method == "lorasb" and init:
-        if lr is None:
-            raise ValueError("LoRA-SB needs lr (and warmup_ratio, total_steps for lorasb_lr_rule='warmup')")
-        eta = effective_lr(config.lorasb_lr_rule, lr, warmup_ratio, total_steps)
-        if gradients is None:
-            if batches is None:
-                raise ValueError("LoRA-SB needs batches (or loss_fn with batches, or gradients) to estimate the update")
-            gradients = estimate_gradients(model, names, batches, config.lorasb_n_samples, loss_fn, progress)
-
     for p in model.parameters():
         p.requires_grad_(False)
     layers = _wrap(model, names, config)
-    if init:
+    if isinstance(init, LoraSBInit):
+        init_lorasb(layers, init.gradients, init.eta, config)
+    elif init:
         if config.method == "lora":
             init_lora(layers)
         elif config.method == "loraxs":
             init_xs_svd(layers, config, progress)
             init_r_normal(layers, config.r_init_std)
-        elif config.method == "loraxs_random":
+        else:
             init_xs_random(layers, config)
             init_r_normal(layers, config.r_init_std)
-        else:
-            init_lorasb(layers, gradients, eta, config)
     for layer in layers.values():
         for p in (layer.lora_A, layer.lora_B) if config.method == "lora" else (layer.lora_R,):
             p.requires_grad_(True)
     for h in heads:
-        for p in model.get_submodule(h).parameters():
-            p.requires_grad_(True)
+        _train_in_float32(model.get_submodule(h))
     setattr(model, CONFIG_ATTR, config)
     return model
+
+
+def _cast_inputs_to_float32(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def cast(v: Any) -> Any:
+        return v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def _train_in_float32(head: nn.Module) -> None:
+    """Make a head trainable in float32 (cast from a half-precision base, inputs cast by a pre-hook)."""
+    if any(p.dtype != torch.float32 for p in head.parameters()):
+        head.float()
+        head.register_forward_pre_hook(_cast_inputs_to_float32, with_kwargs=True)
+    for p in head.parameters():
+        p.requires_grad_(True)
 
 
 @dataclass

@@ -54,6 +54,17 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     path = Path(path)
@@ -187,13 +198,19 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, key: str) -> None:
 
 
 def load_adapter(
-    model: nn.Module, directory: str | os.PathLike, progress: bool = False, skip_mismatched_head: bool = False
+    model: nn.Module,
+    directory: str | os.PathLike,
+    progress: bool = False,
+    skip_mismatched_head: bool = False,
+    load_head: bool = True,
 ) -> nn.Module:
     """Load an adapter folder into ``model`` (injecting it first if the model has none); returns ``model``.
 
     A compact LoRA-XS file rebuilds A and B from the base weights (or the stored seed) and is refused
-    when the base weights differ from those it was saved with. ``skip_mismatched_head=True`` leaves head
-    tensors whose shape differs (another label count, e.g. MNLI → RTE) at their fresh init, with a warning.
+    when the base weights differ from those it was saved with. ``load_head=False`` loads the adapter only and
+    leaves the head at the model's own (fresh) init, as the official MNLI → MRPC/RTE/STS-B start does.
+    ``skip_mismatched_head=True`` leaves head tensors whose shape differs (another label count, e.g. MNLI → RTE)
+    at their fresh init, with a warning.
     """
     directory = Path(directory)
     record = read_adapter_config(directory)
@@ -246,6 +263,8 @@ def load_adapter(
             raise ValueError(f"{directory}: tensor {key} names no adapter module of this model")
         if key not in params:
             raise ValueError(f"{directory}: head tensor {key} names no parameter of {type(model).__name__}")
+        if not load_head:
+            continue
         if skip_mismatched_head and params[key].shape != t.shape:
             warnings.warn(
                 f"{directory}: head tensor {key} has shape {tuple(t.shape)}, the model "

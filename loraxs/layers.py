@@ -191,9 +191,9 @@ class LoraLayer(AdapterLayer):
 
     def __init__(self, base_layer: nn.Module, rank: int, scale: float, dropout: float = 0.0) -> None:
         super().__init__(base_layer, rank, scale, dropout)
-        w = base_layer.weight
-        self.lora_A = nn.Parameter(torch.zeros(rank, self.d_in, dtype=w.dtype, device=w.device))
-        self.lora_B = nn.Parameter(torch.zeros(self.d_out, rank, dtype=w.dtype, device=w.device))
+        kw = dict(dtype=torch.float32, device=base_layer.weight.device)  # trained in fp32 whatever W's dtype
+        self.lora_A = nn.Parameter(torch.zeros(rank, self.d_in, **kw))
+        self.lora_B = nn.Parameter(torch.zeros(self.d_out, rank, **kw))
 
     def lora_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``ΔW = s · B A`` as ``(s·B (d_out, r), A (r, d_in))``, float32."""
@@ -211,13 +211,14 @@ class XSLayer(AdapterLayer):
     """LoRA-XS / LoRA-SB: ``y = x Wᵀ + b + s · ((x Aᵀ) Rᵀ) Bᵀ``; only R ``(r, r)`` trains.
 
     A ``(r, d_in)`` and B ``(d_out, r)`` are frozen parameters (``requires_grad=False``), so data-parallel
-    wrappers neither reduce nor re-broadcast them.
+    wrappers neither reduce nor re-broadcast them. A, B and R are float32 whatever the base dtype (as PEFT and
+    the official code keep adapter weights): in bf16 ``1 + 1e-3 == 1``, so a bf16 R would not train. The
+    forward casts them to the compute dtype.
     """
 
     def __init__(self, base_layer: nn.Module, rank: int, scale: float, dropout: float = 0.0) -> None:
         super().__init__(base_layer, rank, scale, dropout)
-        w = base_layer.weight
-        kw = dict(dtype=w.dtype, device=w.device)
+        kw = dict(dtype=torch.float32, device=base_layer.weight.device)  # R trains in fp32 whatever W's dtype
         self.lora_A = nn.Parameter(torch.zeros(rank, self.d_in, **kw), requires_grad=False)
         self.lora_B = nn.Parameter(torch.zeros(self.d_out, rank, **kw), requires_grad=False)
         self.lora_R = nn.Parameter(torch.zeros(rank, rank, **kw))

@@ -118,11 +118,11 @@ def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, nam
     return target
 
 
-def causal_lm_path(model_cfg: Any, cache_dir: str | Path) -> str:
-    """Where to load a decoder from: the converted GGUF cache, or ``name_or_path`` as it is."""
-    if model_cfg.get("gguf_file"):
-        return str(converted_gguf(model_cfg.name_or_path, model_cfg.gguf_file, cache_dir, model_cfg.name))
-    return resolve(model_cfg.name_or_path)
+def causal_lm_path(model: Any, cache_dir: str | Path) -> str:
+    """Where to load a decoder from (``model``: a ``ModelSpec``): the converted GGUF cache, or ``name_or_path``."""
+    if model.gguf_file:
+        return str(converted_gguf(model.name_or_path, model.gguf_file, cache_dir, model.name))
+    return resolve(model.name_or_path)
 
 
 def load_causal_lm(path: str, dtype: str = "float32"):

@@ -217,6 +217,24 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=overrides)
 
 
+def spec_of(overrides: list[str]):
+    """The validated run spec of a composition."""
+    from loraxs.training import validate
+
+    return validate(compose(overrides))
+
+
+def train_run(overrides: list[str]) -> dict:
+    """Compose, validate and run in this process, as experiments/train.py does; returns metrics.json's content."""
+    from omegaconf import OmegaConf
+
+    from loraxs.training import validate
+    from loraxs.training.loop import run
+
+    cfg = compose(overrides)
+    return run(validate(cfg), OmegaConf.to_container(cfg, resolve=True))
+
+
 def write_tiny_llama(out: Path, seed: int = 0) -> Path:
     """A tiny random Llama folder with a word-level tokenizer (no downloads)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -296,8 +314,8 @@ def llm_overrides(model_dir: Path, out_dir: Path, data: dict[str, Path]) -> list
         "task.max_length=64",
         f"task.eval_sets.gsm8k.path={data['gsm8k']}",
         f"task.eval_sets.math.path={data['math']}",
-        "task.max_new_tokens.gsm8k=6",
-        "task.max_new_tokens.math=6",
+        "task.eval_sets.gsm8k.max_new_tokens=6",
+        "task.eval_sets.math.max_new_tokens=6",
         "task.epochs=1",
         "task.batch_size=4",
         "task.eval_batch_size=4",
@@ -328,7 +346,7 @@ def commonsense_overrides(model_dir: Path, out_dir: Path, root: Path) -> list[st
     keep = [
         o
         for o in llm_overrides(model_dir, out_dir, write_tiny_math(root / "math"))
-        if not o.startswith(("task=", "task.train_path", "task.eval_sets", "task.max_new_tokens"))
+        if not o.startswith(("task=", "task.train_path", "task.eval_sets"))
     ]
     return [
         "task=commonsense",

@@ -65,10 +65,18 @@ def test_double_injection_refused():
 
 
 def test_lorasb_needs_data_and_warmup():
+    from loraxs import LoraSBInit, effective_lr
+
     cfg = AdapterConfig(method="lorasb", rank=2, target_modules=["query"])
-    with pytest.raises(ValueError, match="LoRA-SB needs lr"):
+    with pytest.raises(
+        ValueError, match=r"LoRA-SB's init needs data: pass init=lorasb_init\(model, config, batches, eta\)"
+    ):
         inject_adapters(tiny_bert(), cfg)
-    with pytest.raises(ValueError, match=r"needs warmup_ratio > 0 and total_steps > 0, got 0.0, 100"):
-        inject_adapters(tiny_bert(), cfg, lr=1e-3, warmup_ratio=0.0, total_steps=100, batches=[])
-    with pytest.raises(ValueError, match="needs batches"):
-        inject_adapters(tiny_bert(), cfg, lr=1e-3, warmup_ratio=0.1, total_steps=100)
+    with pytest.raises(ValueError, match=r"a LoraSBInit is for method 'lorasb', not 'loraxs'"):
+        inject_adapters(tiny_bert(), AdapterConfig(method="loraxs", rank=2), init=LoraSBInit({}, 1.0))
+    with pytest.raises(ValueError, match=r"needs warmup_ratio > 0 and a positive step count, got 0.0, 100"):
+        effective_lr("warmup", 1e-3, 0.0, n_train=100, batch_size=1, epochs=1)
+    with pytest.raises(ValueError, match=r"needs n_train, batch_size \(eg_bs\) and epochs, got None"):
+        effective_lr("warmup", 1e-3, 0.1)
+    with pytest.raises(ValueError, match=r"unknown lorasb_lr_rule 'fast'; valid: warmup, warmup_optimizer_steps, lr"):
+        effective_lr("fast", 1e-3)

@@ -13,6 +13,7 @@ from loraxs import (
     export_peft_lora,
     inject_adapters,
     load_adapter,
+    lorasb_init,
     save_adapter,
 )
 
@@ -21,7 +22,7 @@ def trained(method, seed=0, model=None, **cfg_kw):
     """A tiny model with a non-trivial adapter and head (random, as if trained)."""
     model = model if model is not None else tiny_bert(seed=seed)
     cfg = AdapterConfig(method=method, rank=4, target_modules=BERT_TARGETS, **cfg_kw)
-    extra = dict(batches=[bert_batch(4)], lr=1e-2, warmup_ratio=0.1, total_steps=10) if method == "lorasb" else {}
+    extra = dict(init=lorasb_init(model, cfg, [bert_batch(4)], eta=1e-2)) if method == "lorasb" else {}
     inject_adapters(model, cfg, **extra)
     torch.manual_seed(123)
     with torch.no_grad():

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import commonsense_overrides, compose, llm_overrides, write_tiny_math
+from conftest import commonsense_overrides, llm_overrides, train_run, write_tiny_math
 
 from loraxs.tasks.generation import CausalCollator, encode, generate
-from loraxs.training.loop import run
 
 
 def test_loss_only_on_response_tokens(tiny_llama_dir):
@@ -40,7 +39,7 @@ def test_left_padded_batches_generate_the_same_as_one_by_one(tiny_llama_dir):
 
 def test_metamath_run_writes_predictions_and_accuracy(tiny_llama_dir, tmp_path):
     data = write_tiny_math(tmp_path / "data")
-    m = run(compose([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=loraxs", "rank=4", "adapter.alpha=4"]))
+    m = train_run([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=loraxs", "rank=4", "adapter.alpha=4"])
     run_dir = Path(m["run_dir"])
     assert set(m["evals"][0]) >= {"gsm8k/accuracy", "math/accuracy"}
     rows = [json.loads(x) for x in (run_dir / "predictions" / "gsm8k_epoch1.jsonl").read_text().splitlines()]
@@ -61,16 +60,16 @@ def test_every_adapter_trains_a_decoder_in_bf16_with_accumulation(adapter, tiny_
         "trainer.grad_accum=2",
         "trainer.mixed_precision=bf16",
         "task.max_eval_samples=2",
-        "adapter.n_samples=3" if adapter == "lorasb" else "seed=0",
+        "adapter.lorasb_n_samples=3" if adapter == "lorasb" else "seed=0",
     ]
-    m = run(compose(over))
+    m = train_run(over)
     assert m["finished"] and m["total_steps"] == 2  # 10 examples, batch 4 -> 3 batches -> 2 optimizer steps
     assert m["last_train_loss"] is not None and m["last_train_loss"] == m["last_train_loss"]
 
 
 def test_commonsense_run(tiny_llama_dir, tmp_path):
     over = commonsense_overrides(tiny_llama_dir, tmp_path, tmp_path / "cs")
-    m = run(compose([*over, "adapter=lorasb", "rank=4"]))
+    m = train_run([*over, "adapter=lorasb", "rank=4"])
     assert set(m["evals"][0]) >= {"boolq/accuracy", "winogrande/accuracy", "average/accuracy"}
     rows = (Path(m["run_dir"]) / "predictions" / "winogrande_epoch1.jsonl").read_text().splitlines()
     assert len(rows) == 3
@@ -83,7 +82,7 @@ def test_eval_script_on_a_finished_run_and_on_the_base_model(tiny_llama_dir, tmp
     from conftest import ROOT
 
     data = write_tiny_math(tmp_path / "data")
-    m = run(compose([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=lora", "rank=4"]))
+    m = train_run([*llm_overrides(tiny_llama_dir, tmp_path, data), "adapter=lora", "rank=4"])
     out = tmp_path / "ev"
     p = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "eval.py"), f"run={m['run_dir']}", f"out={out}"],

@@ -63,13 +63,41 @@ def test_bfloat16_forward_backward(mode):
         model = model.to(torch.bfloat16)
     inject_adapters(model, AdapterConfig(method="loraxs", rank=4, target_modules=BERT_TARGETS))
     layer = next(m for m in model.modules() if isinstance(m, XSLayer))
-    assert layer.lora_A.dtype == layer.lora_R.dtype == model.bert.embeddings.word_embeddings.weight.dtype
+    # adapter tensors and the head train in float32 whatever the base dtype (PEFT and the official code)
+    assert layer.lora_A.dtype == layer.lora_B.dtype == layer.lora_R.dtype == torch.float32
+    assert model.classifier.weight.dtype == torch.float32
+    base = torch.bfloat16 if mode == "bf16_weights" else torch.float32
+    assert model.bert.embeddings.word_embeddings.weight.dtype == layer.base_layer.weight.dtype == base
     ids = torch.randint(1, 64, (2, 8))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
-        loss = model(input_ids=ids, labels=torch.tensor([0, 1])).loss
-    loss.backward()
-    assert layer.lora_R.grad is not None and layer.lora_R.grad.dtype == layer.lora_R.dtype
-    assert torch.isfinite(layer.lora_R.grad.float()).all() and layer.lora_R.grad.abs().sum() > 0
+        out = model(input_ids=ids, labels=torch.tensor([0, 1]))
+    assert out.logits.dtype == (torch.float32 if mode == "bf16_weights" else torch.bfloat16)  # fp32 head
+    out.loss.backward()
+    assert layer.lora_R.grad is not None and layer.lora_R.grad.dtype == torch.float32
+    assert torch.isfinite(layer.lora_R.grad).all() and layer.lora_R.grad.abs().sum() > 0
+
+
+def test_bf16_llama_keeps_r_in_float32_and_a_small_adamw_step_changes_it():
+    """In bf16, 1 + 1e-3 == 1: a bf16 R would not move. R stays float32 and an AdamW step of lr 1e-3 changes it."""
+    from conftest import tiny_llama
+
+    assert torch.tensor(1.0, dtype=torch.bfloat16) + 1e-3 == 1.0
+    model = tiny_llama().to(torch.bfloat16)
+    llama = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    inject_adapters(model, AdapterConfig(method="loraxs", rank=4, target_modules=llama, modules_to_save=[]))
+    rs = [m.lora_R for m in model.modules() if isinstance(m, XSLayer)]
+    assert len(rs) == 14 and all(r.dtype == torch.float32 for r in rs)
+    with torch.no_grad():
+        for r in rs:
+            r.fill_(1.0)  # where a bf16 step of 1e-3 would round away
+    before = [r.detach().clone() for r in rs]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
+    ids = torch.randint(1, 64, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    moved = [float((r.detach() - b).abs().max()) for r, b in zip(rs, before)]
+    assert all(m == pytest.approx(1e-3, rel=1e-3) for m in moved if m > 0) and sum(m > 0 for m in moved) >= 10
+    assert not any(p.requires_grad for n, p in model.named_parameters() if not n.endswith("lora_R"))
 
 
 def test_roberta_large_counts_match_papers():

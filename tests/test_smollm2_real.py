@@ -52,7 +52,7 @@ def test_short_loraxs_run_lowers_the_training_loss(tmp_path):
                 f"task.eval_sets.gsm8k.path={data / 'test.jsonl'}",
                 "~task.eval_sets.math",
                 "task.max_eval_samples=4",
-                "task.max_new_tokens.gsm8k=32",
+                "task.eval_sets.gsm8k.max_new_tokens=32",
                 "task.epochs=1",
                 "task.batch_size=4",
                 "adapter=loraxs",

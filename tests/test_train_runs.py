@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, compose, minilm_dir, shared_data, tiny_overrides
+from conftest import ROOT, minilm_dir, shared_data, tiny_overrides, train_run
 
 from loraxs.training import TrainingError
-from loraxs.training.loop import run
 
 TRAIN = [sys.executable, str(ROOT / "experiments" / "train.py")]
 
@@ -29,12 +28,12 @@ def test_resume_after_kill_gives_identical_metrics(tiny_model_dir, tmp_path):
         "rank=4",
         "adapter.dropout=0.1",
     ]
-    full = run(compose(base))
+    full = train_run(base)
     with pytest.raises(KeyboardInterrupt):  # killed mid-epoch 2 (6 steps per epoch)
-        run(compose([*base, "trainer.interrupt_at_step=9"]))
+        train_run([*base, "trainer.interrupt_at_step=9"])
     (killed,) = [d for d in (tmp_path / "runs").iterdir() if d != _run_dir(full)]
     assert json.loads((killed / "metrics.json").read_text())["evals"][-1]["epoch"] == 1
-    resumed = run(compose([*base, f"resume={killed}"]))
+    resumed = train_run([*base, f"resume={killed}"])
     assert _run_dir(resumed) == killed
     assert resumed["evals"] == full["evals"]
     assert resumed["best"] == full["best"]
@@ -71,35 +70,35 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
         match=r"loss became nan at epoch 2, step 3; run stopped\. Last good checkpoint: "
         r".*checkpoints/last\.pt",
     ):
-        run(compose(over))
+        train_run(over)
     run_dir = next((tmp_path / "runs").iterdir())
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["progress"]["epoch"] == 1
     assert not (run_dir / "adapter").exists()
 
 
-def test_init_from_loads_adapter_and_head(tiny_model_dir, tmp_path):
-    src = run(compose([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "task.epochs=2"]))
+@pytest.mark.parametrize("with_head", [False, True])
+def test_init_from_carries_r_and_the_head_only_when_asked(with_head, tiny_model_dir, tmp_path):
+    """Official MNLI → MRPC/RTE/STS-B start: only R is carried over and the head starts fresh;
+    init_from_head=true loads the head too."""
     from safetensors.torch import load_file
 
+    src = train_run([*tiny_overrides(tiny_model_dir, tmp_path / "src"), "rank=4", "task.epochs=2"])
     before = load_file(_run_dir(src) / "adapter_best" / "adapter_model.safetensors")
-    dst = run(
-        compose(
-            [
-                *tiny_overrides(tiny_model_dir, tmp_path),
-                "rank=4",
-                f"init_from={_run_dir(src)}",
-                "trainer.max_steps=1",
-                "adapter.lr=1e-12",
-                "task.head_lr=1e-12",
-            ]
-        )
-    )
+    over = [*tiny_overrides(tiny_model_dir, tmp_path / "dst"), "rank=4", "trainer.max_steps=0"]
+    fresh = train_run(over)  # the same run without init_from: its head is the fresh init
+    dst = train_run([*over, f"init_from={_run_dir(src)}", f"init_from_head={str(with_head).lower()}"])
     after = load_file(_run_dir(dst) / "adapter" / "adapter_model.safetensors")
+    fresh_head = load_file(_run_dir(fresh) / "adapter" / "adapter_model.safetensors")
     assert before.keys() == after.keys()
+    heads = [k for k in before if k.startswith(("classifier", "bert.pooler"))]
+    assert heads and all(k.endswith(("lora_A", "lora_B", "lora_R")) for k in set(before) - set(heads))
     for k in before:
-        torch.testing.assert_close(after[k], before[k], atol=1e-8, rtol=0)
-    assert "initialised adapter and head from" in (_run_dir(dst) / "train.log").read_text()
+        expected = before[k] if (k not in heads or with_head) else fresh_head[k]
+        assert torch.equal(after[k], expected), k
+    assert not torch.equal(before[heads[0]], fresh_head[heads[0]])  # the two heads differ: the test can fail
+    log = (_run_dir(dst) / "train.log").read_text()
+    assert ("initialised the adapter and the head from" in log) == with_head
 
 
 @pytest.mark.parametrize("task,metrics", [("cola", ("mcc",)), ("stsb", ("pearson", "spearman"))])
@@ -118,10 +117,10 @@ def test_shared_glue_metrics_equal_sklearn_scipy(task, metrics, tiny_model_dir, 
         "task.max_train_samples=16",
         "task.max_eval_samples=400",
         "trainer.eval_batch_size=100",
-        "adapter.lr=1e-7",
+        "task.lr=1e-7",
         "task.head_lr=1e-7",
     ]
-    m = run(compose(over))
+    m = train_run(over)
     rows = [json.loads(line) for line in (_run_dir(m) / "predictions" / "validation_epoch1.jsonl").open()]
     assert len(rows) == 400
     y = np.array([r["label"] for r in rows])
@@ -138,7 +137,7 @@ def test_shared_glue_metrics_equal_sklearn_scipy(task, metrics, tiny_model_dir, 
 
 
 def test_run_folder_contents(tiny_model_dir, tmp_path):
-    m = run(compose([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "task.epochs=2"]))
+    m = train_run([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "task.epochs=2"])
     d = _run_dir(m)
     names = {p.name for p in d.iterdir()}
     assert {
@@ -226,16 +225,17 @@ def test_wandb_init_gets_resolved_config_group_tags_and_offline_mode(tiny_model_
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setattr(wandb, "init", fake_init)
     over = [o for o in tiny_overrides(tiny_model_dir, tmp_path) if not o.startswith("logger=")]
-    run(compose([*over, "logger=wandb", "rank=4"]))
+    train_run([*over, "logger=wandb", "rank=4"])
     kw = calls["init"]
     assert kw["mode"] == "offline" and kw["group"] == "toy_sentiment-loraxs-r4"
     assert set(kw["tags"]) >= {"toy_sentiment", "loraxs", "r4"}
     assert kw["config"]["rank"] == 4 and kw["config"]["task"]["name"] == "toy_sentiment"
     keys = {k for _, v in calls["logged"] for k in v}
     assert {"train/loss", "train/lr", "eval/accuracy"} <= keys and calls["finished"]
-    assert FakeRun.summary["trainable/adapter"] == 128 and "best/accuracy" in FakeRun.summary
+    assert FakeRun.summary["trainable/adapter"] == 128 and "reported/accuracy" in FakeRun.summary
+    assert "reported/lr" not in FakeRun.summary
     monkeypatch.setenv("WANDB_MODE", "online")
-    run(compose([*over, "logger=wandb", "rank=4"]))
+    train_run([*over, "logger=wandb", "rank=4"])
     assert calls["init"]["mode"] == "online"
 
 
@@ -251,7 +251,7 @@ def test_two_cpu_processes_share_one_run_and_step_the_schedule_once(tiny_model_d
         str(ROOT / "experiments" / "train.py"),
         *over,
         "adapter=lorasb",
-        "adapter.lr_rule=lr",
+        "adapter.lorasb_lr_rule=lr",
         "rank=4",
         "task.epochs=2",
         "task.warmup_ratio=0.0",

@@ -6,14 +6,14 @@ import pytest
 import torch
 from conftest import BERT_TARGETS, bert_batch, lm_batch, tiny_bert, tiny_gpt2
 
-from loraxs import AdapterConfig, adapter_layers, inject_adapters, merge_adapters, unmerge_adapters
+from loraxs import AdapterConfig, adapter_layers, inject_adapters, lorasb_init, merge_adapters, unmerge_adapters
 
 
 def _inject(model, method, **kw):
     cfg = AdapterConfig(method=method, rank=4, target_modules=BERT_TARGETS, **kw)
     extra = {}
     if method == "lorasb":
-        extra = dict(batches=[bert_batch(4)], lr=1e-2, warmup_ratio=0.1, total_steps=10)
+        extra = dict(init=lorasb_init(model, cfg, [bert_batch(4)], eta=1e-2))
     return inject_adapters(model, cfg, **extra)
 
 

@@ -1,6 +1,7 @@
 """Commonsense reasoning: Commonsense170K → eight benchmarks, in the LLM-Adapters format (METHODS.md §3).
 
-Records are ``{"instruction", "input", "output": "the correct answer is X", "answer": X}``. Prompt::
+Records are ``{"instruction", "input", "output": "the correct answer is X", "answer": X}``. The clean prompt
+(LLM-Adapters, ``template: clean``)::
 
     Below is an instruction that describes a task. Write a response that appropriately completes the request.
 
@@ -9,9 +10,12 @@ Records are ``{"instruction", "input", "output": "the correct answer is X", "ans
 
     ### Response:
 
-(with an ``### Input:`` block and the "paired with an input" preamble when ``input`` is not empty, as
-LLM-Adapters). The prediction is the first word of the benchmark's answer set found in the generated text
-(LLM-Adapters' ``extract_answer``); anything else is wrong.
+(with an ``### Input:`` block and the "paired with an input" preamble when ``input`` is not empty). The training
+text is the prompt followed directly by ``output``. ``template: lorasb`` / ``loraxs`` reproduce the official files
+byte for byte: their training prompts are triple-quoted strings indented by 12 (LoRA-SB ``utils/data_utils.py``) or
+16 spaces (LoRA-XS ``main_commonsense_tuning.py``, with its trailing spaces); LoRA-SB evaluates with the clean prompt
+(``instruction_tuning_eval/commonsense_eval.py``), LoRA-XS with its indented one. The prediction is the first word
+of the benchmark's answer set found in the generated text (LLM-Adapters' ``extract_answer``); anything else is wrong.
 """
 
 from __future__ import annotations
@@ -33,15 +37,35 @@ _PATTERNS = {
     "hellaswag": r"ending1|ending2|ending3|ending4",
     "winogrande": r"option1|option2",
 }
-PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-)
-PROMPT_WITH_INPUT = (
+_TASK = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
-    "### Input:\n{input}\n\n### Response:\n"
+    "Write a response that appropriately completes the request."
 )
+
+
+def _indented(preamble: str, pad: str, with_input: bool) -> str:
+    """The official triple-quoted templates: blank lines empty, the other lines indented by ``pad``."""
+    blocks = [f"{pad}### Instruction:\n{pad}{{instruction}}"]
+    if with_input:
+        blocks.append(f"{pad}### Input:\n{pad}{{input}}")
+    blocks.append(f"{pad}### Response:\n{pad}")
+    return preamble + "\n\n" + "\n\n".join(blocks)
+
+
+PROMPT = _indented(_TASK, "", False)
+PROMPT_WITH_INPUT = _indented(_WITH_INPUT, "", True)
+# (no input, with input) per template: training prompts, evaluation prompts
+TRAIN_TEMPLATES = {
+    "clean": (PROMPT, PROMPT_WITH_INPUT),
+    "lorasb": (_indented(_TASK, " " * 12, False), _indented(_WITH_INPUT, " " * 12, True)),
+    "loraxs": (_indented(_TASK + "  ", " " * 16, False), _indented(_WITH_INPUT + " ", " " * 16, True)),
+}
+EVAL_TEMPLATES = {
+    "clean": (PROMPT, PROMPT_WITH_INPUT),
+    "lorasb": (PROMPT, PROMPT_WITH_INPUT),
+    "loraxs": (_indented(_TASK + " ", " " * 16, False), _indented(_WITH_INPUT, " " * 16, True)),
+}
 HELLASWAG_FILE = "hellaswag_val_full.txt.bz2"
 
 
@@ -50,11 +74,13 @@ def _check(dataset: str) -> None:
         raise ValueError(f"unknown commonsense dataset {dataset!r}; valid: {', '.join(BENCHMARKS)}")
 
 
-def prompt(record: dict[str, Any]) -> str:
-    """The instruction prompt of one LLM-Adapters record."""
+def prompt(record: dict[str, Any], template: str = "clean", train: bool = False) -> str:
+    """The prompt of one LLM-Adapters record: the evaluation prompt, or with ``train=True`` the training prompt
+    (the ``output`` follows it directly)."""
+    plain, with_input = (TRAIN_TEMPLATES if train else EVAL_TEMPLATES)[template]
     if record.get("input"):
-        return PROMPT_WITH_INPUT.format(instruction=record["instruction"], input=record["input"])
-    return PROMPT.format(instruction=record["instruction"])
+        return with_input.format(instruction=record["instruction"], input=record["input"])
+    return plain.format(instruction=record["instruction"])
 
 
 def extract_answer(text: str, dataset: str) -> str | None:
@@ -141,42 +167,49 @@ def load_train(path: str | Path) -> list[dict[str, Any]]:
 
 
 class CommonsenseTask:
-    """Commonsense170K training and the eight benchmarks, evaluated by greedy generation."""
+    """Commonsense170K training and the eight benchmarks, evaluated by generation (``spec``: a
+    ``CommonsenseTaskSpec``)."""
 
-    def __init__(self, cfg, tokenizer, train: bool = True) -> None:
-        from .generation import CausalCollator, encode, ensure_pad_token
+    def __init__(self, spec: Any, tokenizer: Any, train: bool = True) -> None:
+        from .generation import CausalCollator, encode, ensure_pad_token, hold_out
 
         ensure_pad_token(tokenizer)
-        self.cfg, self.tokenizer = cfg, tokenizer
-        rows = load_train(cfg.train_path) if train else []
-        if cfg.get("max_train_samples") and len(rows) > cfg.max_train_samples:
+        self.spec, self.tokenizer = spec, tokenizer
+        rows = load_train(spec.train_path) if train else []
+        if spec.max_train_samples and len(rows) > spec.max_train_samples:
             import random  # a seeded subset: the folder form is a concatenation of the tasks
 
-            rows = random.Random(0).sample(rows, int(cfg.max_train_samples))
-        self.train = [
-            encode(tokenizer, prompt(r), r["output"], int(cfg.max_length), bool(cfg.train_on_inputs)) for r in rows
-        ]
-        limit = cfg.get("max_eval_samples")
-        self.evals = {b: load_test(cfg.test_dir, b)[: limit or None] for b in cfg.benchmarks}
+            rows = random.Random(0).sample(rows, int(spec.max_train_samples))
+        rows, val = hold_out(rows, spec.val_set_size if train else 0)
+
+        def enc(r: dict) -> dict:
+            p = prompt(r, spec.template, train=True)
+            return encode(tokenizer, p, r["output"], spec.max_length, spec.train_on_inputs)
+
+        self.train = [enc(r) for r in rows]
+        self.val = [enc(r) for r in val]
+        limit = spec.max_eval_samples
+        self.evals = {b: load_test(spec.test_dir, b)[: limit or None] for b in spec.benchmarks}
         self.collate = CausalCollator(tokenizer.pad_token_id)
 
     def evaluate(self, model, accelerator, batch_size: int, progress: bool = False, generate_fn=None):
-        """Accuracy per benchmark and per-example records; ``generate_fn(prompts, max_new_tokens)`` replaces the
-        transformers generation (e.g. the vLLM backend)."""
+        """Accuracy per benchmark (and their average) and per-example records; ``generate_fn(prompts,
+        max_new_tokens)`` replaces the transformers generation (e.g. the vLLM backend)."""
         from .generation import complete
 
         metrics, records = {}, {}
         for name, rows in self.evals.items():
-            prompts = [prompt(r) for r in rows]
             texts = complete(
-                prompts,
-                int(self.cfg.max_new_tokens),
+                [prompt(r, self.spec.template) for r in rows],
+                self.spec.max_new_tokens,
                 accelerator=accelerator,
                 model=model,
                 tokenizer=self.tokenizer,
                 batch_size=batch_size,
                 progress=progress,
                 desc=f"generate {name}",
+                num_beams=self.spec.num_beams,
+                stop=self.spec.stop,
                 generate_fn=generate_fn,
             )
             recs = []

@@ -1,8 +1,10 @@
-"""Causal-LM pieces shared by the instruction-tuning tasks: encoding, collation, batched greedy generation.
+"""Causal-LM pieces shared by the instruction-tuning tasks: encoding, collation, batched generation.
 
-Training examples are ``prompt + response + eos``; with ``train_on_inputs=False`` (the default) the prompt
-tokens get label -100, so the loss is on the response only. Generation pads on the left (so every prompt ends
-at the last position), decodes greedily with the KV cache, and returns only the new text.
+Training examples are tokenised as the official code does: ``prompt + response`` in one go (truncated to
+``max_length``, ``eos`` appended when there is room), and, with ``train_on_inputs=False`` (the default), the
+first ``len(tokenize(prompt))`` labels set to -100, so the loss is on the response only. Generation pads on the
+left (so every prompt ends at the last position), decodes greedily (or by beam search) with the KV cache, stops
+at the task's stop strings, and returns only the new text, cut before the first stop string (as vLLM returns it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 IGNORE = -100
 
@@ -23,12 +26,56 @@ def ensure_pad_token(tokenizer: Any) -> None:
 
 
 def encode(tokenizer: Any, prompt: str, response: str, max_length: int, train_on_inputs: bool = False) -> dict:
-    """``input_ids`` and ``labels`` of ``prompt + response + eos``, truncated to ``max_length`` tokens."""
-    p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = (p + r)[:max_length]
-    labels = list(ids) if train_on_inputs else ([IGNORE] * len(p) + r)[:max_length]
+    """``input_ids`` and ``labels`` of ``prompt + response`` (+ eos when it fits), at most ``max_length`` tokens.
+
+    As the official code: the whole text is tokenised at once and the first ``len(tokenize(prompt))`` labels
+    are masked (-100) unless ``train_on_inputs``.
+    """
+    ids = tokenizer(prompt + response, truncation=True, max_length=max_length)["input_ids"]
+    if ids[-1] != tokenizer.eos_token_id and len(ids) < max_length:
+        ids = [*ids, tokenizer.eos_token_id]
+    labels = list(ids)
+    if not train_on_inputs:
+        n_prompt = len(tokenizer(prompt, truncation=True, max_length=max_length)["input_ids"])
+        labels[:n_prompt] = [IGNORE] * min(n_prompt, len(labels))
     return {"input_ids": ids, "labels": labels}
+
+
+def hold_out(rows: list[dict[str, Any]], size: int, seed: int = 42) -> tuple[list[dict], list[dict]]:
+    """``(train, validation)``: ``size`` rows held out exactly as the official LoRA-XS code holds them out,
+    ``datasets.Dataset.train_test_split(test_size=size, shuffle=True, seed=seed)``."""
+    if size <= 0:
+        return rows, []
+    import datasets
+
+    if size >= len(rows):
+        raise ValueError(f"task.val_set_size={size} leaves no training example ({len(rows)} in all)")
+    split = datasets.Dataset.from_list(rows).train_test_split(test_size=size, shuffle=True, seed=seed)
+    return list(split["train"]), list(split["test"])
+
+
+class StopOnStrings(StoppingCriteria):
+    """A ``transformers`` stopping criterion: a sequence is done once its generated text contains a stop string.
+
+    Each step decodes only the last few generated tokens (enough characters for the longest stop string), so the
+    check is cheap and works with any tokenizer (``generate(stop_strings=...)`` needs a vocabulary it can map to
+    strings, which some tokenizers do not give).
+    """
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], prompt_length: int) -> None:
+        self.tokenizer, self.stop, self.start = tokenizer, list(stop), prompt_length
+        self.window = max(len(s) for s in self.stop) + 2  # tokens: each holds at least one character
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        tails = input_ids[:, max(self.start, input_ids.shape[1] - self.window) :]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any stop string (the stop string excluded)."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
 
 
 class CausalCollator:
@@ -60,8 +107,11 @@ def generate(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "generate",
+    num_beams: int = 1,
+    stop: Sequence[str] = (),
 ) -> list[str]:
-    """Greedy completions of ``prompts`` (new text only), in order; batches are left-padded.
+    """Greedy (``num_beams=1``) or beam-search completions of ``prompts`` (new text only), in order; batches are
+    left-padded; generation of a sequence ends at ``eos`` or at any of the ``stop`` strings, which are cut off.
 
     Prompts are sorted by length so that each batch pads little; the results are put back in input order.
     """
@@ -80,21 +130,27 @@ def generate(
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            extra: dict[str, Any] = {}
+            if stop:
+                extra["stopping_criteria"] = StoppingCriteriaList(
+                    [StopOnStrings(tokenizer, stop, enc["input_ids"].shape[1])]
+                )
             gen = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                num_beams=1,
+                num_beams=num_beams,
                 use_cache=True,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
                 temperature=None,
                 top_p=None,
                 top_k=None,
+                **extra,
             )
             new = gen[:, enc["input_ids"].shape[1] :]
             for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = text
+                out[i] = cut_at_stop(text, stop)
             bar.update(len(idx))
             bar.set_postfix(ex_per_s=f"{bar.n / (time.perf_counter() - start):.2f}")
     finally:
@@ -136,12 +192,14 @@ def complete(
     batch_size: int,
     progress: bool,
     desc: str,
+    num_beams: int = 1,
+    stop: Sequence[str] = (),
     generate_fn: Any = None,
 ) -> list[str]:
-    """Completions of ``prompts`` from ``generate_fn(prompts, max_new_tokens)`` (e.g. vLLM) when given, else from
-    :func:`generate_sharded` (transformers, left-padded batches across processes)."""
+    """Completions of ``prompts`` from ``generate_fn(prompts, max_new_tokens)`` (e.g. vLLM, which applies the same
+    stop strings) when given, else from :func:`generate_sharded` (transformers, left-padded batches)."""
     if generate_fn is not None:
-        return generate_fn(prompts, max_new_tokens)
+        return [cut_at_stop(t, stop) for t in generate_fn(prompts, max_new_tokens)]
     return generate_sharded(
         accelerator,
         model,
@@ -151,6 +209,8 @@ def complete(
         max_new_tokens=max_new_tokens,
         progress=progress,
         desc=desc,
+        num_beams=num_beams,
+        stop=stop,
     )
 
 

@@ -124,17 +124,18 @@ def load_split_local(data_dir: str | Path, folder: str, layout_name: str, stem: 
     return read_tsv(base / f"{stem}.tsv", LAYOUTS[layout_name])
 
 
-def load_split_hub(hf_path: str, hf_name: str, split: str) -> list[dict[str, Any]]:
-    """One split from the Hub through ``datasets``; a clear error when the Hub cannot be reached."""
+def load_split_hub(hf_path: str, hf_name: str | None, split: str, hint: str | None = None) -> list[dict[str, Any]]:
+    """One split from the Hub through ``datasets``; a clear error, with ``hint`` (what to pass instead), when the
+    Hub cannot be reached."""
     import datasets
 
     try:
         ds = datasets.load_dataset(hf_path, hf_name, split=split)
     except Exception as e:
+        hint = hint or "download GLUE and pass task.data_dir=<folder in the GLUE tsv layout>"
         raise RuntimeError(
-            f"could not load {hf_path}/{hf_name} split {split!r} from the Hugging Face Hub "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:160]}); download GLUE and pass task.data_dir=<folder "
-            "in the GLUE tsv layout>"
+            f"could not load {hf_path}{'/' + hf_name if hf_name else ''} split {split!r} from the Hugging Face Hub "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); {hint}"
         ) from None
     return [dict(r) for r in ds]
 
@@ -196,36 +197,37 @@ def compute_metrics(names: Sequence[str], preds: np.ndarray, labels: np.ndarray)
 class GlueTask:
     """Tokenised GLUE data and its evaluation, for ``AutoModelForSequenceClassification`` models.
 
-    ``cfg`` is the ``task`` config (configs/task/*.yaml). Records come from ``cfg.data_dir`` (GLUE tsv layout)
-    or the Hub; texts are tokenised once, truncated to ``cfg.max_length``, padded per batch.
+    ``spec`` is the task's :class:`~loraxs.training.spec.GlueTaskSpec`. Records come from ``spec.data_dir`` (GLUE
+    tsv layout) or the Hub; texts are tokenised once, truncated to ``spec.max_length``, padded per batch.
     """
 
-    def __init__(self, cfg: Any, tokenizer: Any) -> None:
-        self.cfg = cfg
+    def __init__(self, spec: Any, tokenizer: Any) -> None:
+        self.spec = spec
         self.tokenizer = tokenizer
-        self.num_labels = int(cfg.num_labels)
-        self.metric_names = list(cfg.metrics)
-        self.train = self._encode(self._records("train", "train", cfg.get("max_train_samples")))
+        self.num_labels = int(spec.num_labels)
+        self.metric_names = list(spec.metrics)
+        self.train = self._encode(self._records("train", "train", spec.max_train_samples))
+        self.val: list[dict[str, Any]] = []
         self.evals = {
-            split: self._encode(self._records(split, stem, cfg.get("max_eval_samples")))
-            for split, stem in cfg.eval_splits.items()
+            split: self._encode(self._records(split, stem, spec.max_eval_samples))
+            for split, stem in spec.eval_splits.items()
         }
         from transformers import DataCollatorWithPadding
 
         self._pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
     def _records(self, hub_split: str, stem: str, limit: int | None) -> list[dict[str, Any]]:
-        c = self.cfg
-        if c.get("data_dir") is not None:
-            rows = load_split_local(c.data_dir, c.folder, c.layout, stem)
+        t = self.spec
+        if t.data_dir is not None:
+            rows = load_split_local(t.data_dir, t.folder, t.layout, stem)
         else:
-            rows = load_split_hub(c.hf_path, c.hf_name, hub_split)
+            rows = load_split_hub(t.hf_path, t.hf_name, hub_split)
         return rows[:limit] if limit else rows
 
     def _encode(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fields = list(self.cfg.text_fields)
+        fields = list(self.spec.text_fields)
         texts = [[r[f] for r in rows] for f in fields]
-        enc = self.tokenizer(*texts, truncation=True, max_length=int(self.cfg.max_length))
+        enc = self.tokenizer(*texts, truncation=True, max_length=int(self.spec.max_length))
         label_dtype = float if self.num_labels == 1 else int
         out = []
         for i, r in enumerate(rows):

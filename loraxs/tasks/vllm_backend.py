@@ -12,9 +12,14 @@ from pathlib import Path
 
 
 def vllm_generator(
-    base_path: str, peft_dir: str | Path | None, max_lora_rank: int = 16, dtype: str = "auto"
+    base_path: str,
+    peft_dir: str | Path | None,
+    max_lora_rank: int = 16,
+    dtype: str = "auto",
+    stop: Sequence[str] = (),
 ) -> Callable[[Sequence[str], int], list[str]]:
-    """``generate(prompts, max_new_tokens) -> texts`` backed by a vLLM engine (greedy)."""
+    """``generate(prompts, max_new_tokens) -> texts`` backed by a vLLM engine: greedy, ending at the ``stop``
+    strings (not kept in the text), as the official evaluation scripts call vLLM."""
     try:
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
@@ -25,7 +30,7 @@ def vllm_generator(
     request = LoRARequest("adapter", 1, str(peft_dir)) if peft_dir is not None else None
 
     def generate(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_new_tokens, stop=list(stop) or None)
         outs = llm.generate(list(prompts), params, lora_request=request)
         return [o.outputs[0].text for o in outs]
 

@@ -1,6 +1,6 @@
-"""The training side: config validation, the Accelerate loop, checkpoints, the run folder and logging."""
+"""The training side: the typed run spec, the phases of a run, the Accelerate loop, checkpoints, run folders."""
 
 from .errors import ConfigError, TrainingError
-from .settings import adapter_config, validate
+from .spec import RunSpec, build_spec, validate
 
-__all__ = ["ConfigError", "TrainingError", "adapter_config", "validate"]
+__all__ = ["ConfigError", "RunSpec", "TrainingError", "build_spec", "validate"]

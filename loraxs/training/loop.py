@@ -1,55 +1,46 @@
-"""The training loop: compose → load → inject → train with Accelerate → evaluate every epoch → save.
+"""The training loop: spec → load → inject → train with Accelerate → evaluate → select → save.
 
-Reads top to bottom. One process or many (``accelerate launch``), CPU or GPU. The scheduler is stepped once
-per optimizer step (it is not handed to ``accelerator.prepare``, which would step it once per process).
-Data order and dropout are seeded from (seed, epoch), which makes resuming after an epoch exact.
+Reads top to bottom; the phases it calls live in :mod:`loraxs.training.phases`. One process or many
+(``accelerate launch``, ``torchrun``), CPU or GPU. The scheduler is stepped once per optimizer step (it is not
+handed to ``accelerator.prepare``, which would step it once per process). Data order and dropout are seeded from
+(seed, epoch), which makes resuming after an epoch exact; resuming injects the adapter without initialising it
+(no SVD, no LoRA-SB estimate): its factors come from the checkpoint.
+
+What a run reports (``task.selection``): ``best_epoch`` (GLUE: the best dev epoch by ``task.main_metric``),
+``final`` (the last model; the LLM tasks, whose test sets must not choose an epoch), or ``val_loss`` (the
+checkpoint with the lowest loss on ``task.val_set_size`` held-out training examples, evaluated every
+``task.val_every`` optimizer steps, restored at the end and evaluated once).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .. import count_trainable, inject_adapters, load_adapter, save_adapter
-from ..inject import get_config, head_module_names
-from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
+from .. import save_adapter
+from ..io import write_text_atomic
 from ..tasks import build_task
 from . import checkpoint, run_folder
 from .errors import TrainingError
+from .phases import (
+    EpochSampler,
+    attach_adapter,
+    evaluate,
+    load_base,
+    make_accelerator,
+    make_optimizer,
+    optimizer_steps,
+    trainable_counts,
+    validation_loss,
+)
 from .run_folder import LOG
-from .settings import learning_rates, validate
+from .spec import RunSpec
 from .tracker import Tracker
-
-SCHEDULER_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
-
-
-class EpochSampler(Sampler[int]):
-    """A permutation of ``range(n)`` seeded by ``(seed, epoch)``.
-
-    Call ``set_epoch`` on the loader Accelerate prepared: it forwards the epoch here, and otherwise sets its own
-    iteration counter (which restarts at 0 in a resumed run).
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
 
 
 def _seed_everything(seed: int) -> None:
@@ -58,67 +49,24 @@ def _seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def _mixed_precision(cfg: Any) -> str:
-    mp = cfg.trainer.mixed_precision
-    if mp == "auto":
-        return "bf16" if torch.cuda.is_available() and not cfg.trainer.cpu else "no"
-    return mp
-
-
-def _resolve_init_from(path: str) -> Path:
-    p = Path(path)
-    for candidate in (p, p / "adapter_best", p / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise TrainingError(
-        f"init_from={path} holds no adapter (looked for adapter_config.json in it, adapter_best/, adapter/)"
-    )
-
-
-def _param_groups(model: torch.nn.Module, cfg: Any, lr: float, head_lr: float) -> list[dict[str, Any]]:
-    heads = head_module_names(model, list(cfg.adapter.get("modules_to_save") or []))
-    head_ids = {id(p) for h in heads for p in model.get_submodule(h).parameters()}
-    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    head = [p for p in model.parameters() if p.requires_grad and id(p) in head_ids]
-    wd = float(cfg.trainer.weight_decay)
-    groups = [{"params": body, "lr": lr, "weight_decay": wd, "name": "adapter"}]
-    if head:
-        groups.append({"params": head, "lr": head_lr, "weight_decay": wd, "name": "head"})
-    return groups
-
-
-def _better(a: float, b: float | None) -> bool:
-    return b is None or a > b
-
-
-def run(cfg: Any) -> dict[str, Any]:
-    """Train and evaluate one run; returns the metrics written to ``metrics.json``."""
-    from accelerate import Accelerator
-    from transformers import get_scheduler
-
-    adapter_cfg = validate(cfg)
+def run(spec: RunSpec, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one run (``resolved``: the resolved config, written to ``config.yaml``); returns the
+    metrics written to ``metrics.json``."""
     t0 = time.time()
-    if cfg.trainer.get("threads"):
-        torch.set_num_threads(int(cfg.trainer.threads))
-    # Without CUDA, Accelerate joins a torchrun process group (MULTI_CPU, gloo) only in CPU mode.
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(
-        mixed_precision=_mixed_precision(cfg),
-        gradient_accumulation_steps=int(cfg.trainer.grad_accum),
-        cpu=bool(cfg.trainer.cpu) or multi_cpu,
-    )
+    if spec.trainer.threads:
+        torch.set_num_threads(spec.trainer.threads)
+    accelerator = make_accelerator(spec)
     main = accelerator.is_main_process
-    rank_tag = f"r{cfg.rank}" if cfg.adapter.method != "full" else "full"
-    name = cfg.get("run_name") or f"{cfg.task.name}_{cfg.adapter.method}_{rank_tag}"
-    run_dir = run_folder.shared(accelerator, Path(cfg.paths.output_dir), name, cfg.get("resume"))
+    run_dir = run_folder.shared(accelerator, Path(spec.paths.output_dir), spec.name, spec.resume)
     run_folder.setup_logging(run_dir, main)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    if main and cfg.get("resume") is None:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+    if main and spec.resume is None:
+        from omegaconf import OmegaConf
+
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     LOG.info("run folder: %s", run_dir)
-    tracker = Tracker(cfg, resolved, run_dir, main)
+    tracker = Tracker(spec, resolved, run_dir, main)
     try:
-        return _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler)
+        return _train(spec, accelerator, run_dir, tracker, t0)
     finally:
         tracker.finish()
         run_folder.close_logging()
@@ -128,141 +76,110 @@ def run(cfg: Any) -> dict[str, Any]:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -> dict[str, Any]:
+def _train(spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: float) -> dict[str, Any]:
     main = accelerator.is_main_process
-    seed = int(cfg.seed)
-    _seed_everything(seed)
+    o, t = spec.optim, spec.task
+    _seed_everything(spec.seed)
 
     # ---- model, tokenizer, data
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the load report only says that the new head is freshly initialised
-    if cfg.task.family == "glue":
-        tokenizer = load_tokenizer(cfg.model.name_or_path)
-        model = load_classifier(cfg.model.name_or_path, int(cfg.task.num_labels), cfg.model.dtype)
-    else:
-        with accelerator.main_process_first():  # a GGUF model is converted once, by the main process
-            path = causal_lm_path(cfg.model, cfg.paths.cache_dir)
-        tokenizer = load_tokenizer(path)
-        model = load_causal_lm(path, cfg.model.dtype)
-    hf_logging.disable_progress_bar()
-    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    task = build_task(cfg.task, tokenizer)
+    model, tokenizer = load_base(spec, accelerator)
+    task = build_task(t, tokenizer)
     LOG.info(
-        "task %s: %d training examples, eval %s",
-        cfg.task.name,
+        "task %s: %d training examples%s, eval %s",
+        t.name,
         len(task.train),
+        f" (+{len(task.val)} held out)" if task.val else "",
         {k: len(v) for k, v in task.evals.items()},
     )
-    sampler = EpochSampler(len(task.train), seed)
+    sampler = EpochSampler(len(task.train), spec.seed)
     train_loader = DataLoader(
         task.train,
-        batch_size=int(cfg.task.batch_size),
+        batch_size=o.batch_size,
         sampler=sampler,
         collate_fn=task.collate,
-        num_workers=int(cfg.trainer.num_workers),
+        num_workers=spec.trainer.num_workers,
     )
-    batches_per_process = math.ceil(len(train_loader) / accelerator.num_processes)
-    steps_per_epoch = math.ceil(batches_per_process / int(cfg.trainer.grad_accum))
-    total_steps = steps_per_epoch * int(cfg.task.epochs)
-    if cfg.trainer.get("max_steps"):
-        total_steps = min(total_steps, int(cfg.trainer.max_steps))
-    lr, head_lr = learning_rates(cfg)
+    total_steps = optimizer_steps(len(task.train), spec, accelerator.num_processes)
 
-    # ---- adapter
-    model.to(accelerator.device)
-    if cfg.get("init_from"):
-        source = _resolve_init_from(cfg.init_from)
-        load_adapter(model, source, skip_mismatched_head=True)
-        saved = get_config(model)
-        if (saved.method, saved.rank) != (adapter_cfg.method, adapter_cfg.rank):
-            raise TrainingError(
-                f"init_from={source} is {saved.method} r={saved.rank}, this run asks for "
-                f"{adapter_cfg.method} r={adapter_cfg.rank}"
-            )
-        LOG.info("initialised adapter and head from %s", source)
-    else:
-        extra: dict[str, Any] = {}
-        if adapter_cfg.method == "lorasb":
-            sampler.set_epoch(1)  # the first samples of the first epoch, as the official code
-
-            def loss_fn(m, batch):
-                with accelerator.autocast():
-                    return m(**batch).loss
-
-            extra = dict(
-                batches=iter(train_loader),
-                loss_fn=loss_fn,
-                lr=lr,
-                warmup_ratio=float(cfg.task.warmup_ratio),
-                total_steps=total_steps,
-            )
-        inject_adapters(model, adapter_cfg, progress=main and cfg.trainer.progress, **extra)
-    counts = count_trainable(model)
+    # ---- adapter, optimizer, schedule
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    init_info = attach_adapter(model, spec, task, accelerator, total_steps, resuming=spec.resume is not None)
+    counts = trainable_counts(model)
     LOG.info(
         "trainable parameters: adapter %s, head %s, total %s",
-        f"{counts.adapter:,}",
-        f"{counts.head:,}",
-        f"{counts.total:,}",
+        *(f"{counts[k]:,}" for k in ("adapter", "head", "total")),
     )
-
-    # ---- optimizer, schedule, Accelerate
-    groups = _param_groups(model, cfg, lr, head_lr)
-    optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.trainer.adam_betas), eps=float(cfg.trainer.adam_eps))
-    scheduler = get_scheduler(
-        SCHEDULER_NAMES[cfg.task.scheduler],
-        optimizer,
-        num_warmup_steps=math.ceil(float(cfg.task.warmup_ratio) * total_steps),
-        num_training_steps=total_steps,
-    )
+    optimizer, scheduler = make_optimizer(model, spec, total_steps)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
     # ---- resume
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
     progress: dict[str, Any] = {
         "epoch": 0,
         "step": 0,
         "evals": [],
         "best": {},
         "best_epoch": None,
+        "val_losses": [],  # {"step", "loss"} for selection=val_loss
+        "best_val": None,
         "train_time": 0.0,
         "last_loss": None,
         "loss_windows": [],  # mean training loss of every trainer.log_every steps
         "window": [],
+        "init": init_info,
     }
-    if cfg.get("resume"):
-        progress = checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler)
+    if spec.resume:
+        progress.update(checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler))
         LOG.info("resumed from %s after epoch %d (step %d)", ckpt_path, progress["epoch"], progress["step"])
 
     metrics: dict[str, Any] = {
-        "task": cfg.task.name,
-        "adapter": cfg.adapter.method,
-        "rank": cfg.rank if cfg.adapter.method != "full" else None,
-        "seed": seed,
+        "task": t.name,
+        "adapter": spec.adapter.method,
+        "rank": spec.adapter.rank if spec.adapter.method != "full" else None,
+        "seed": spec.seed,
         "run_dir": str(run_dir),
-        "trainable": counts.as_dict(),
+        "trainable": counts,
         "total_steps": total_steps,
-        "main_metric": cfg.task.main_metric,
+        "main_metric": t.main_metric,
+        "selection": t.selection,
+        "init": progress["init"],
     }
-    tracker.summary({"trainable/" + k: v for k, v in counts.as_dict().items()})
+    tracker.summary({"trainable/" + k: v for k, v in counts.items()})
     step = int(progress["step"])
-    main_metric = cfg.task.main_metric
     t_train = time.time() - float(progress["train_time"])
 
+    def record_eval(epoch: int, label: str | None = None) -> dict[str, Any]:
+        values, preds = evaluate(task, model, accelerator, spec)
+        if main:
+            _write_predictions(run_dir / "predictions", label or f"epoch{epoch}", preds)
+        rec = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}
+        if label:
+            rec["selected"] = label
+        progress["evals"].append(rec)
+        LOG.info(
+            "%s step %d: %s", label or f"epoch {epoch}", step, ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        )
+        tracker.log({f"eval/{k}": v for k, v in values.items()}, step)
+        return rec
+
+    def check_validation() -> None:
+        loss = validation_loss(task, accelerator.unwrap_model(model), accelerator, spec)
+        progress["val_losses"].append({"step": step, "loss": loss})
+        tracker.log({"val/loss": loss}, step)
+        if progress["best_val"] is None or loss < progress["best_val"]["loss"]:
+            progress["best_val"] = {"step": step, "loss": loss}
+            if main:
+                save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", step=step, task=t.name)
+            LOG.info("step %d: validation loss %.4f (best so far)", step, loss)
+        accelerator.wait_for_everyone()
+
     # ---- epochs
-    for epoch in range(int(progress["epoch"]) + 1, int(cfg.task.epochs) + 1):
+    for epoch in range(int(progress["epoch"]) + 1, o.epochs + 1):
         if step >= total_steps:
             break
         train_loader.set_epoch(epoch)  # the prepared loader passes it to EpochSampler (its own counter would not)
-        _seed_everything(seed * 1000 + epoch + 7919 * accelerator.process_index)
+        _seed_everything(spec.seed * 1000 + epoch + 7919 * accelerator.process_index)
         model.train()
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch}/{cfg.task.epochs}",
-            disable=not (main and cfg.trainer.progress),
-            dynamic_ncols=True,
-        )
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{o.epochs}", disable=not (main and spec.trainer.progress))
         for batch in bar:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
@@ -270,8 +187,8 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
                     _diverged(loss, epoch, step, ckpt_path)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    if cfg.trainer.get("max_grad_norm"):
-                        accelerator.clip_grad_norm_(model.parameters(), float(cfg.trainer.max_grad_norm))
+                    if o.max_grad_norm is not None:
+                        accelerator.clip_grad_norm_(model.parameters(), o.max_grad_norm)
                     optimizer.step()
                     if not accelerator.optimizer_step_was_skipped:
                         scheduler.step()
@@ -281,102 +198,133 @@ def _train(cfg, adapter_cfg, accelerator, run_dir, tracker, t0, get_scheduler) -
                 value = loss.item()
                 progress["last_loss"] = value
                 progress["window"].append(value)
-                if len(progress["window"]) == int(cfg.trainer.log_every):
+                if len(progress["window"]) == spec.trainer.log_every:
                     progress["loss_windows"].append(sum(progress["window"]) / len(progress["window"]))
                     progress["window"] = []
                 lr_now = scheduler.get_last_lr()[0]
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr_now:.2e}")
                 tracker.log({"train/loss": value, "train/lr": lr_now, "train/epoch": epoch}, step)
+                if t.selection == "val_loss" and step % t.val_every == 0:
+                    check_validation()
                 if step >= total_steps:
                     break
-                if cfg.trainer.get("interrupt_at_step") and step == int(cfg.trainer.interrupt_at_step):
+                if spec.trainer.interrupt_at_step and step == spec.trainer.interrupt_at_step:
                     raise KeyboardInterrupt(f"trainer.interrupt_at_step={step}")
         bar.close()
 
-        # ---- evaluate, keep the best epoch
-        eval_batch = int(cfg.task.get("eval_batch_size") or cfg.trainer.eval_batch_size)
-        values, preds = task.evaluate(model, accelerator, eval_batch, bool(cfg.trainer.progress))
-        if main:
-            _write_predictions(run_dir / "predictions", epoch, preds)
-        record = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}
-        progress["evals"].append(record)
-        LOG.info("epoch %d step %d: %s", epoch, step, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
-        tracker.log({f"eval/{k}": v for k, v in values.items()}, step)
-        for k, v in values.items():
-            if _better(v, progress["best"].get(k, {}).get("value")):
-                progress["best"][k] = {"value": v, "epoch": epoch}
-        is_best = progress["best"].get(main_metric, {}).get("epoch") == epoch
-        unwrapped = accelerator.unwrap_model(model)
-        if is_best:
-            progress["best_epoch"] = epoch
-            if main and cfg.trainer.save_best_adapter and cfg.adapter.method != "full":
-                save_adapter(unwrapped, run_dir / "adapter_best", epoch=epoch, task=cfg.task.name)
+        # ---- evaluate (every epoch, or once after the last one)
+        last = epoch == o.epochs or step >= total_steps
+        if t.eval_every_epoch or (last and t.selection != "val_loss"):
+            rec = record_eval(epoch)
+            _update_best(progress, rec, epoch, t.main_metric)
+            if progress["best_epoch"] == epoch and t.selection == "best_epoch":
+                if main and spec.trainer.save_best_adapter and spec.adapter.method != "full":
+                    save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", epoch=epoch, task=t.name)
         progress["epoch"] = epoch
         progress["step"] = step
         progress["train_time"] = time.time() - t_train
-        every = int(cfg.trainer.checkpoint_every or 0)
-        if main and every and (epoch % every == 0 or epoch == int(cfg.task.epochs)):
-            checkpoint.save(ckpt_path, unwrapped, optimizer, scheduler, progress)
-        metrics.update(
-            evals=progress["evals"],
-            best=progress["best"],
-            best_epoch=progress["best_epoch"],
-            train_time_s=round(progress["train_time"], 2),
-            finished=False,
-        )
+        every = spec.trainer.checkpoint_every
+        if main and every and (epoch % every == 0 or last):
+            checkpoint.save(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler, progress)
+        metrics.update(_summary(progress), finished=False)
         tracker.write_metrics(metrics)
         accelerator.wait_for_everyone()
 
-    # ---- final adapter and metrics
+    # ---- the reported evaluation
     unwrapped = accelerator.unwrap_model(model)
+    final_epoch = int(progress["epoch"])
+    if t.selection == "val_loss":
+        if progress["best_val"] is None:  # no validation step was reached: validate the final model
+            check_validation()
+        _restore_adapter(unwrapped, run_dir / "adapter_best")
+        LOG.info("restored the adapter of step %d (validation loss %.4f)", *progress["best_val"].values())
+        reported = record_eval(final_epoch, label=f"val_loss_step{progress['best_val']['step']}")
+    elif not progress["evals"] or progress["evals"][-1]["step"] != step:  # e.g. max_steps=0: evaluate the init
+        reported = record_eval(final_epoch)
+        _update_best(progress, reported, final_epoch, t.main_metric)
+    elif t.selection == "best_epoch":
+        reported = next(e for e in progress["evals"] if e["epoch"] == progress["best_epoch"])
+    else:
+        reported = progress["evals"][-1]
+
+    # ---- final adapter and metrics
     if main:
-        if cfg.adapter.method == "full":
+        if spec.adapter.method == "full":
             unwrapped.save_pretrained(run_dir / "model", safe_serialization=True)
             tokenizer.save_pretrained(run_dir / "model")
         else:
-            save_adapter(unwrapped, run_dir / "adapter", task=cfg.task.name, base_model=str(cfg.model.name_or_path))
+            save_adapter(unwrapped, run_dir / "adapter", task=t.name, base_model=spec.model.name_or_path)
     metrics.update(
-        evals=progress["evals"],
-        best=progress["best"],
-        best_epoch=progress["best_epoch"],
-        train_time_s=round(progress["train_time"], 2),
+        _summary(progress),
+        reported=reported,
         wall_time_s=round(time.time() - t0, 2),
         last_train_loss=progress["last_loss"],
         train_loss_windows=[round(v, 5) for v in progress["loss_windows"]],
         finished=True,
     )
     tracker.write_metrics(metrics)
-    tracker.summary({f"best/{k}": v["value"] for k, v in progress["best"].items()})
-    best = progress["best"].get(main_metric, {})
+    tracker.summary({f"reported/{k}": v for k, v in reported.items() if k not in ("epoch", "step", "lr", "selected")})
     LOG.info(
-        "done in %.0f s: best %s %.4f at epoch %s; run folder %s",
+        "done in %.0f s: %s %.4f (%s, epoch %s, step %s); run folder %s",
         metrics["wall_time_s"],
-        main_metric,
-        best.get("value", float("nan")),
-        best.get("epoch"),
+        t.main_metric,
+        reported.get(t.main_metric, float("nan")),
+        t.selection,
+        reported.get("epoch"),
+        reported.get("step"),
         run_dir,
     )
     accelerator.wait_for_everyone()
     return metrics
 
 
-def _write_predictions(folder: Path, epoch: int, preds: dict[str, list[dict[str, Any]]]) -> None:
-    """``predictions/<split>_epoch<e>.jsonl``: one JSON object per evaluated example."""
+def _update_best(progress: dict[str, Any], rec: dict[str, Any], epoch: int, main_metric: str) -> None:
+    """Per metric, the best value over the evaluations so far and its epoch (the LoRA-SB rule: max over epochs)."""
+    for k, v in rec.items():
+        if k in ("epoch", "step", "lr", "selected") or not isinstance(v, float):
+            continue
+        if progress["best"].get(k) is None or v > progress["best"][k]["value"]:
+            progress["best"][k] = {"value": v, "epoch": epoch}
+    if progress["best"].get(main_metric, {}).get("epoch") == epoch:
+        progress["best_epoch"] = epoch
+
+
+def _summary(progress: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "evals": progress["evals"],
+        "best": progress["best"],
+        "best_epoch": progress["best_epoch"],
+        "train_time_s": round(progress["train_time"], 2),
+    }
+    if progress["val_losses"]:
+        out.update(val_losses=progress["val_losses"], best_val=progress["best_val"])
+    return out
+
+
+@torch.no_grad()
+def _restore_adapter(model: torch.nn.Module, folder: Path) -> None:
+    """Copy the tensors of an adapter folder saved from this run back into ``model`` (same names)."""
+    from safetensors.torch import load_file
+
+    params = dict(model.named_parameters())
+    for name, tensor in load_file(folder / "adapter_model.safetensors").items():
+        params[name].copy_(tensor.to(params[name]))
+
+
+def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str, Any]]]) -> None:
+    """``predictions/<split>_<label>.jsonl``: one JSON object per evaluated example (atomic)."""
     import json
 
     folder.mkdir(exist_ok=True)
     for split, rows in preds.items():
-        path = folder / f"{split}_epoch{epoch}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tmp.replace(path)
+        write_text_atomic(folder / f"{split}_{label}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt: Path) -> None:
     last = ckpt if ckpt.is_file() else "none yet"
     raise TrainingError(
         f"loss became {loss.detach().float().item()} at epoch {epoch}, step {step + 1}; run stopped. "
-        f"Last good checkpoint: {last}. Lower the learning rate (task.lr / adapter.lr) or check the data"
+        f"Last good checkpoint: {last}. Lower the learning rate (task.lr) or check the data"
     )
 
 

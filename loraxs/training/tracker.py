@@ -11,36 +11,36 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json_atomic
+from ..io import write_json_atomic, write_text_atomic
 
 
 class Tracker:
-    def __init__(self, cfg: Any, resolved: dict[str, Any], run_dir: Path, main_process: bool) -> None:
+    def __init__(self, spec: Any, resolved: dict[str, Any], run_dir: Path, main_process: bool) -> None:
         self.run = None
         self.main = main_process
         self.run_dir = run_dir
-        if not main_process or cfg.logger.name != "wandb":
+        log = spec.logger
+        if not main_process or log.name != "wandb":
             return
-        mode = os.environ.get("WANDB_MODE") or cfg.logger.get("mode", "offline")
+        mode = os.environ.get("WANDB_MODE") or log.mode
         if mode == "disabled":
             return
         import wandb
 
-        task, method = cfg.task.name, cfg.adapter.method
-        rank_tag = f"r{cfg.rank}" if method != "full" else "full"
+        task, method, rank_tag = spec.task.name, spec.adapter.method, spec.rank_tag
         id_file = run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
-        id_file.write_text(run_id)
+        write_text_atomic(id_file, run_id)
         self.run = wandb.init(
-            project=cfg.logger.get("project", "loraxs"),
-            entity=cfg.logger.get("entity"),
+            project=log.project,
+            entity=log.entity,
             mode=mode,
             dir=str(run_dir),
             id=run_id,
             resume="allow",
             name=run_dir.name,
-            group=cfg.logger.get("group") or f"{task}-{method}-{rank_tag}",
-            tags=sorted({task, method, rank_tag, *list(cfg.logger.get("tags") or [])}),
+            group=log.group or f"{task}-{method}-{rank_tag}",
+            tags=sorted({task, method, rank_tag, *log.tags}),
             config=resolved,
         )
 
