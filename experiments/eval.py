@@ -64,9 +64,9 @@ def compose_config(special: dict[str, str], overrides: list[str]):
     cfg_file = Path(special["run"]) / "config.yaml"
     if not cfg_file.is_file():
         fail(f"run={special['run']} has no config.yaml; give a run folder from experiments/train.py")
-    groups = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
+    groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     if groups:
-        fail(f"{groups[0]}=... changes a config group of run={special['run']}; change its keys instead")
+        fail(f"{groups[0]} changes a config group of run={special['run']}; change its keys instead")
     cfg = OmegaConf.load(cfg_file)  # resolved when the run wrote it: no interpolation is re-read
     OmegaConf.set_struct(cfg, True)
     try:
