@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from loraxs import AdapterConfig, adapter_layers, inject_adapters, save_adapter
+from loraxs import AdapterConfig, adapter_layers, inject_adapters, lorasb_init, save_adapter
 from loraxs.init import init_xs_svd
 from loraxs.layers import XSLayer
 
@@ -76,14 +76,9 @@ def make_variants(base: nn.Module, xs_rank: int, lora_rank: int, batch: dict) ->
     variants["loraxs"] = inject_adapters(
         copy.deepcopy(base), AdapterConfig(method="loraxs", rank=xs_rank, alpha=16, **cfg)
     )
-    variants["lorasb"] = inject_adapters(
-        copy.deepcopy(base),
-        AdapterConfig(method="lorasb", rank=xs_rank, svd_backend="torch_lowrank", svd_oversample=0, **cfg),
-        batches=[batch],
-        lr=1e-3,
-        warmup_ratio=0.06,
-        total_steps=1000,
-    )
+    sb_model = copy.deepcopy(base)
+    sb_cfg = AdapterConfig(method="lorasb", rank=xs_rank, svd_backend="torch_lowrank", svd_oversample=0, **cfg)
+    variants["lorasb"] = inject_adapters(sb_model, sb_cfg, init=lorasb_init(sb_model, sb_cfg, [batch], eta=1e-3 / 60))
     naive = copy.deepcopy(variants["loraxs"])
     for name in list(adapter_layers(naive)):
         parent, _, child = name.rpartition(".")

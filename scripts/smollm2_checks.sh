@@ -10,7 +10,7 @@ DATA="${DATA:-../shared/data}"
 OUT="${1:-outputs/smollm2_checks}"
 PY="${PY:-.venv/bin/python}"
 gsm=(model=smollm2_135m task=metamath "task.eval_sets.gsm8k.path=$DATA/gsm8k/test.jsonl" "~task.eval_sets.math"
-     task.max_eval_samples=50 task.max_new_tokens.gsm8k=256)
+     task.max_eval_samples=50 task.eval_sets.gsm8k.max_new_tokens=256)
 
 echo "== 1. base model, GSM8K[:50], batch 8 then batch 1"
 "$PY" experiments/eval.py "${gsm[@]}" task.eval_batch_size=8 "out=$OUT/base_b8"

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose, shared_data
+from conftest import ROOT, shared_data, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -38,34 +38,62 @@ def test_batched_generation_matches_one_by_one_on_gsm8k(smollm2):
 
 
 def test_short_loraxs_run_lowers_the_training_loss(tmp_path):
-    from loraxs.training.loop import run
-
     data = shared_data("gsm8k")
-    m = run(
-        compose(
-            [
-                "model=smollm2_135m",
-                "task=metamath",
-                f"task.train_path={data / 'train.jsonl'}",
-                "task.max_train_samples=48",
-                "task.max_length=160",
-                f"task.eval_sets.gsm8k.path={data / 'test.jsonl'}",
-                "~task.eval_sets.math",
-                "task.max_eval_samples=4",
-                "task.eval_sets.gsm8k.max_new_tokens=32",
-                "task.epochs=1",
-                "task.batch_size=4",
-                "adapter=loraxs",
-                "rank=16",
-                "adapter.alpha=16",
-                "logger=none",
-                "trainer.progress=false",
-                "trainer.log_every=4",
-                f"paths.output_dir={tmp_path}",
-            ]
-        )
+    m = train_run(
+        [
+            "model=smollm2_135m",
+            "task=metamath",
+            f"task.train_path={data / 'train.jsonl'}",
+            "task.max_train_samples=48",
+            "task.max_length=160",
+            f"task.eval_sets.gsm8k.path={data / 'test.jsonl'}",
+            "~task.eval_sets.math",
+            "task.max_eval_samples=4",
+            "task.eval_sets.gsm8k.max_new_tokens=32",
+            "task.epochs=1",
+            "task.batch_size=4",
+            "adapter=loraxs",
+            "rank=16",
+            "adapter.alpha=16",
+            "logger=none",
+            "trainer.progress=false",
+            "trainer.log_every=4",
+            f"paths.output_dir={tmp_path}",
+        ]
     )
     w = m["train_loss_windows"]
     assert len(w) == 3 and w[-1] < w[0]
     rows = (Path(m["run_dir"]) / "predictions" / "gsm8k_epoch1.jsonl").read_text().splitlines()
     assert len(rows) == 4 and "gsm8k/accuracy" in m["evals"][0]
+
+
+def test_generation_stops_at_the_official_stop_strings(smollm2):
+    """8 GSM8K prompts, greedy, 256 new tokens: with the official stop strings every completion is the free one cut
+    before its first stop string (generation ends there: fewer new tokens), so the answer is the same wherever it
+    came before the stop."""
+    from loraxs.tasks import math
+    from loraxs.tasks.generation import cut_at_stop, ensure_pad_token, generate
+
+    tok, model = smollm2
+    ensure_pad_token(tok)
+    stop = ["Instruction:", "Instruction", "Response:", "Response"]
+    rows = [json.loads(x) for x in (shared_data("gsm8k") / "test.jsonl").read_text().splitlines()[:8]]
+    prompts = [math.prompt(r["question"]) for r in rows]
+    free = generate(model, tok, prompts, batch_size=8, max_new_tokens=256, progress=False)
+    stopped = generate(model, tok, prompts, batch_size=8, max_new_tokens=256, progress=False, stop=stop)
+    assert stopped == [cut_at_stop(t, stop) for t in free]
+    n_free, n_stopped = (sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in ts) for ts in (free, stopped))
+    assert any(cut_at_stop(t, stop) != t for t in free), "no completion reached a stop string: nothing was tested"
+    assert n_stopped < n_free
+    hit = sum(cut_at_stop(t, stop) != t for t in free)
+    before = same_answer = 0  # lenient extraction: the base model seldom writes "The answer is: "
+    for f, s in zip(free, stopped):
+        answer = math.extract_answer(cut_at_stop(f, stop), "gsm8k")
+        if answer is not None:
+            before += 1
+            same_answer += math.extract_answer(s, "gsm8k") == answer
+    assert same_answer == before
+    print(
+        f"new tokens: {n_free} without stop strings, {n_stopped} with; {hit}/8 completions reached a stop string; "
+        f"the same answer in {same_answer}/{before} completions whose answer came before the stop"
+    )
