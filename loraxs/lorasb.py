@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import AdapterConfig
 from .layers import layer_shape
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -174,7 +175,7 @@ def estimate_gradients(
 
 def lorasb_init(
     model: nn.Module,
-    config: Any,
+    config: AdapterConfig,
     batches: Iterable[Any],
     eta: float,
     loss_fn: LossFn | None = None,

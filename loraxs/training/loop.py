@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .. import save_adapter
+from .. import count_trainable, save_adapter
 from ..io import write_text_atomic
 from ..tasks import build_task
 from . import checkpoint, run_folder
@@ -35,7 +35,6 @@ from .phases import (
     make_accelerator,
     make_optimizer,
     optimizer_steps,
-    trainable_counts,
     validation_loss,
 )
 from .run_folder import LOG
@@ -104,7 +103,7 @@ def _train(spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: floa
     # ---- adapter, optimizer, schedule
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     init_info = attach_adapter(model, spec, task, accelerator, total_steps, resuming=spec.resume is not None)
-    counts = trainable_counts(model)
+    counts = count_trainable(model).as_dict()
     LOG.info(
         "trainable parameters: adapter %s, head %s, total %s",
         *(f"{counts[k]:,}" for k in ("adapter", "head", "total")),

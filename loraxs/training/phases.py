@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from .. import count_trainable, inject_adapters, load_adapter
+from .. import inject_adapters, load_adapter
 from ..inject import get_config, head_module_names
 from ..lorasb import effective_lr, lorasb_init
 from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
@@ -212,10 +212,6 @@ def make_optimizer(model: nn.Module, spec: RunSpec, total_steps: int) -> tuple[t
         num_training_steps=total_steps,
     )
     return optimizer, scheduler
-
-
-def trainable_counts(model: nn.Module) -> dict[str, int]:
-    return count_trainable(model).as_dict()
 
 
 # ------------------------------------------------------------------ evaluation
