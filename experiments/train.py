@@ -140,38 +140,98 @@ def precheck(argv: list[str]) -> None:
         fail(str(e))
 
 
+FAILED: list[str] = []  # jobs of this multirun that failed (the grid goes on)
+
+
+def plan_line(spec) -> str:
+    """A dry run's line: table, run name, seed, optimizer steps (one process)."""
+    from loraxs.tasks import train_size
+    from loraxs.training.phases import optimizer_steps
+
+    n = train_size(spec.task)
+    steps = "?" if n is None else f"{optimizer_steps(n, spec, 1):,}"
+    return (
+        f"[dry-run] {spec.table or '-'} {spec.model.name} {spec.name} seed={spec.seed} lr={spec.optim.lr:g}: "
+        f"{steps} optimizer steps"
+    )
+
+
+def job(cfg) -> float | None:
+    """One job: validate, (dry run | skip a finished twin | resume an interrupted one), run, report."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from loraxs.training import ConfigError, TrainingError, validate
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        spec = validate(cfg)
+    except ConfigError as e:
+        if not multirun:
+            fail(str(e), 2)
+        FAILED.append(f"{' '.join(hydra_cfg.overrides.task)}: {e}")
+        print(f"error: {e} (job {' '.join(hydra_cfg.overrides.task)}); the grid goes on", file=sys.stderr, flush=True)
+        return None
+    if spec.dry_run:
+        print(plan_line(spec), flush=True)
+        return None
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    info = {
+        "overrides": list(hydra_cfg.overrides.task),
+        "choices": {g: hydra_cfg.runtime.choices.get(g) for g in ("model", "task", "adapter", "experiment", "sweep")},
+    }
+    if spec.skip_finished and spec.resume is None:
+        import dataclasses
+
+        from loraxs.training.run_folder import fingerprint, previous_runs
+
+        previous = previous_runs(Path(spec.paths.output_dir), fingerprint(resolved))
+        done = [(d, m) for d, m in previous if m.get("status") == "finished"]
+        if done:
+            folder, metrics = done[-1]
+            print(f"skipped {spec.name} seed={spec.seed}: finished in {folder}", flush=True)
+            if spec.export_to and not Path(spec.export_to).exists():
+                from loraxs.training.run_folder import export
+
+                print(f"exported {export(folder, spec.export_to)}", flush=True)
+            return metrics.get("reported", {}).get(metrics.get("main_metric"))
+        unfinished = [d for d, m in previous if m.get("status") in ("running", "interrupted")]
+        if unfinished and (unfinished[-1] / "checkpoints" / "last.pt").is_file():
+            spec = dataclasses.replace(spec, resume=str(unfinished[-1]))
+            print(f"resuming {spec.name} seed={spec.seed} in {unfinished[-1]}", flush=True)
+    from loraxs.training.loop import run
+
+    try:
+        metrics = run(spec, resolved, info)
+    except (TrainingError, FileNotFoundError, RuntimeError, ValueError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not multirun:
+            fail(message, 1)
+        FAILED.append(f"{spec.name} seed={spec.seed}: {message}")
+        print(f"error: {spec.name} seed={spec.seed} failed: {message}; the grid goes on", file=sys.stderr, flush=True)
+        return None
+    except KeyboardInterrupt:
+        fail("interrupted; continue with resume=<run folder> (printed at the start of the log)", 130)
+    reported, name = metrics["reported"], metrics["main_metric"]
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"{metrics['task']} {metrics['adapter']}: {name} = {reported.get(name, float('nan')):.4f} "
+            f"({metrics['selection']}: epoch {reported.get('epoch')}, step {reported.get('step')}); "
+            f"trainable {metrics['trainable']}; run folder: {metrics['run_dir']}",
+            flush=True,
+        )
+    return reported.get(name)
+
+
 def main() -> None:
     precheck(sys.argv[1:])
     import hydra
 
-    @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")
-    def _main(cfg) -> float | None:
-        from omegaconf import OmegaConf
-
-        from loraxs.training import ConfigError, TrainingError, validate
-
-        try:
-            spec = validate(cfg)
-        except ConfigError as e:
-            fail(str(e), 2)
-        from loraxs.training.loop import run
-
-        try:
-            metrics = run(spec, OmegaConf.to_container(cfg, resolve=True))
-        except (TrainingError, FileNotFoundError, RuntimeError) as e:
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__, 1)
-        except KeyboardInterrupt:
-            fail("interrupted; continue with resume=<run folder> (printed at the start of the log)", 130)
-        reported, name = metrics["reported"], metrics["main_metric"]
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(
-                f"{metrics['task']} {metrics['adapter']}: {name} = {reported.get(name, float('nan')):.4f} "
-                f"({metrics['selection']}: epoch {reported.get('epoch')}, step {reported.get('step')}); "
-                f"trainable {metrics['trainable']}; run folder: {metrics['run_dir']}"
-            )
-        return reported.get(name)
-
-    _main()
+    hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")(job)()
+    if FAILED:
+        fail(f"{len(FAILED)} job(s) failed (each run folder says why): {'; '.join(FAILED)[:1500]}", 1)
 
 
 if __name__ == "__main__":

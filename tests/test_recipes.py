@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import CONFIGS, compose
+from conftest import CONFIGS, compose, spec_of
 
 from loraxs.training import build_spec
 
@@ -309,7 +309,7 @@ def test_loraxs_grids_are_the_official_grids(tmp_path):
         "rank=12",
         f"paths.cache_dir={tmp_path}",
     ]
-    spec = build_spec(compose(over))
+    spec = spec_of(over)  # validate: the MNLI adapter folder must exist
     assert spec.init_from == f"{tmp_path}/RoBERTa-large/MNLI/rank_12" and not spec.init_from_head
     params, _ = _grid("glue_lorasb_grid")  # LoRA-SB scripts/run_glue.sh learning rates
     assert params["task.lr"] == ["1e-4", "5e-4", "1e-3", "5e-3"]

@@ -66,3 +66,57 @@ def check_data(spec: Any) -> None:
             if b not in BENCHMARKS:
                 raise ValueError(f"task.benchmarks: {b!r} is unknown; valid: {', '.join(BENCHMARKS)}")
             test_file(spec.test_dir, b)
+
+
+# training-set sizes of the Hub datasets the configs name (for dry-run cost estimates without downloading)
+HUB_TRAIN_SIZES = {
+    ("nyu-mll/glue", "cola"): 8_551,
+    ("nyu-mll/glue", "sst2"): 67_349,
+    ("nyu-mll/glue", "mrpc"): 3_668,
+    ("nyu-mll/glue", "qnli"): 104_743,
+    ("nyu-mll/glue", "rte"): 2_490,
+    ("nyu-mll/glue", "stsb"): 5_749,
+    ("nyu-mll/glue", "mnli"): 392_702,
+    ("nyu-mll/glue", "qqp"): 363_846,
+    ("meta-math/MetaMathQA", None): 395_000,
+}
+COMMONSENSE_170K = 170_420
+
+
+def train_size(spec: Any) -> int | None:
+    """The number of training examples a task spec will use, without loading a model or tokenising: counted in
+    local files (lines of a tsv / JSONL, records of a JSON list), read from :data:`HUB_TRAIN_SIZES` (and a
+    ``train[:N]`` split) for the Hub, capped by ``max_train_samples``, minus ``val_set_size``; ``None`` when
+    unknown."""
+    import json
+    import re
+    from pathlib import Path
+
+    n: int | None = None
+    if spec.family == "glue":
+        if spec.data_dir is not None:
+            from .glue import LAYOUTS, local_folder
+
+            path = local_folder(spec.data_dir, spec.folder) / "train.tsv"
+            if path.is_file():
+                n = sum(1 for line in path.open(encoding="utf-8") if line.strip()) - int(LAYOUTS[spec.layout].header)
+        else:
+            n = HUB_TRAIN_SIZES.get((spec.hf_path, spec.hf_name))
+    else:
+        path = Path(spec.train_path) if spec.train_path else None
+        if path is not None and path.is_file():
+            text = path.read_text()
+            n = len(json.loads(text)) if text.lstrip().startswith("[") else sum(1 for x in text.splitlines() if x)
+        elif path is not None and path.is_dir():
+            n = sum(len(json.loads(f.read_text())) for f in path.glob("*/train.json"))
+        elif spec.family == "math":
+            full = HUB_TRAIN_SIZES.get((spec.hf_path, None))
+            m = re.fullmatch(r"train\[:(\d+)\]", spec.train_split)
+            n = int(m.group(1)) if m else full
+        else:
+            n = COMMONSENSE_170K
+    if n is None:
+        return None
+    if spec.max_train_samples:
+        n = min(n, spec.max_train_samples)
+    return n - getattr(spec, "val_set_size", 0)

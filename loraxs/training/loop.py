@@ -14,6 +14,7 @@ checkpoint with the lowest loss on ``task.val_set_size`` held-out training examp
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,13 @@ def _seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def run(spec: RunSpec, resolved: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate one run (``resolved``: the resolved config, written to ``config.yaml``); returns the
-    metrics written to ``metrics.json``."""
+def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate one run (``resolved``: the resolved config, written to ``config.yaml``; ``info``: what
+    launched it, e.g. the Hydra overrides, recorded in ``metrics.json``); returns the metrics written there.
+
+    ``metrics.json`` exists from the start with ``status: running``; a run that raises leaves ``status: failed``
+    (``interrupted`` for Ctrl-C or a kill signal Python sees) and the error's first line, in ``train.log`` too.
+    """
     t0 = time.time()
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
@@ -64,8 +69,29 @@ def run(spec: RunSpec, resolved: dict[str, Any]) -> dict[str, Any]:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     LOG.info("run folder: %s", run_dir)
     tracker = Tracker(spec, resolved, run_dir, main)
+    prior = run_dir / "metrics.json"
+    metrics: dict[str, Any] = json.loads(prior.read_text()) if spec.resume and prior.is_file() else {**(info or {})}
+    metrics.update(
+        {
+            "status": "running",
+            "task": spec.task.name,
+            "adapter": spec.adapter.method,
+            "rank": spec.adapter.rank if spec.adapter.method != "full" else None,
+            "seed": spec.seed,
+            "table": spec.table,
+            "fingerprint": run_folder.fingerprint(resolved),
+            "run_dir": str(run_dir),
+        }
+    )
+    tracker.write_metrics(metrics)
     try:
-        return _train(spec, accelerator, run_dir, tracker, t0)
+        return _train(spec, accelerator, run_dir, tracker, t0, metrics)
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        error = (str(e).splitlines() or [type(e).__name__])[0]
+        LOG.error("%s: %s", status, error)
+        tracker.write_metrics({**metrics, "status": status, "error": error})
+        raise
     finally:
         tracker.finish()
         run_folder.close_logging()
@@ -75,7 +101,9 @@ def run(spec: RunSpec, resolved: dict[str, Any]) -> dict[str, Any]:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
-def _train(spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: float) -> dict[str, Any]:
+def _train(
+    spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: float, metrics: dict[str, Any]
+) -> dict[str, Any]:
     main = accelerator.is_main_process
     o, t = spec.optim, spec.task
     _seed_everything(spec.seed)
@@ -130,18 +158,13 @@ def _train(spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: floa
         progress.update(checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler))
         LOG.info("resumed from %s after epoch %d (step %d)", ckpt_path, progress["epoch"], progress["step"])
 
-    metrics: dict[str, Any] = {
-        "task": t.name,
-        "adapter": spec.adapter.method,
-        "rank": spec.adapter.rank if spec.adapter.method != "full" else None,
-        "seed": spec.seed,
-        "run_dir": str(run_dir),
-        "trainable": counts,
-        "total_steps": total_steps,
-        "main_metric": t.main_metric,
-        "selection": t.selection,
-        "init": progress["init"],
-    }
+    metrics.update(
+        trainable=counts,
+        total_steps=total_steps,
+        main_metric=t.main_metric,
+        selection=t.selection,
+        init=progress["init"],
+    )
     tracker.summary({"trainable/" + k: v for k, v in counts.items()})
     step = int(progress["step"])
     t_train = time.time() - float(progress["train_time"])
@@ -260,8 +283,15 @@ def _train(spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: floa
         last_train_loss=progress["last_loss"],
         train_loss_windows=[round(v, 5) for v in progress["loss_windows"]],
         finished=True,
+        status="finished",
     )
     tracker.write_metrics(metrics)
+    if main and spec.export_to:
+        LOG.info(
+            "exported the reported %s to %s",
+            "model" if spec.adapter.method == "full" else "adapter",
+            run_folder.export(run_dir, spec.export_to),
+        )
     tracker.summary({f"reported/{k}": v for k, v in reported.items() if k not in ("epoch", "step", "lr", "selected")})
     LOG.info(
         "done in %.0f s: %s %.4f (%s, epoch %s, step %s); run folder %s",
@@ -312,8 +342,6 @@ def _restore_adapter(model: torch.nn.Module, folder: Path) -> None:
 
 def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str, Any]]]) -> None:
     """``predictions/<split>_<label>.jsonl``: one JSON object per evaluated example (atomic)."""
-    import json
-
     folder.mkdir(exist_ok=True)
     for split, rows in preds.items():
         write_text_atomic(folder / f"{split}_{label}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

@@ -64,6 +64,12 @@ def check_inputs(spec: RunSpec) -> None:
             )
     elif name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise ConfigError(f"model.name_or_path={name} does not exist; give a local model folder or a Hub id")
+    if spec.resume is not None and not Path(spec.resume).is_dir():
+        raise ConfigError(f"resume={spec.resume} is not a folder; give a run folder (outputs/runs/...)")
+    if spec.resume is not None and not (Path(spec.resume) / "checkpoints" / "last.pt").is_file():
+        raise ConfigError(f"resume={spec.resume} has no checkpoints/last.pt to resume from")
+    if spec.init_from is not None and not Path(spec.init_from).is_dir():
+        raise ConfigError(f"init_from={spec.init_from} is not a folder; give a run folder or an adapter folder")
     from ..tasks import check_data
 
     try:

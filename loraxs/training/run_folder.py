@@ -5,7 +5,8 @@ Layout::
     <paths.output_dir>/runs/<run_name>_<YYYYmmdd-HHMMSS>_<6 hex>/
         config.yaml          resolved config
         train.log            the log (main process)
-        metrics.json         trainable counts, every evaluation, best values, wall time (rewritten atomically)
+        metrics.json         status (running / finished / failed / interrupted), the run's fingerprint and Hydra
+                             overrides, trainable counts, every evaluation, the reported one, wall time (atomic)
         adapter/             final adapter (library format), adapter_best/ the best epoch's
         checkpoints/last.pt  resumable state (atomic)
         wandb/               W&B files (offline mode)
@@ -13,6 +14,8 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 import sys
@@ -21,6 +24,51 @@ from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger("loraxs")
+# keys of the resolved config that do not change what a run computes (where it writes, how it logs, which table
+# it is listed in, evaluation batching): two runs that differ only in these are the same run
+VOLATILE_KEYS = (
+    "paths",
+    "logger",
+    "resume",
+    "run_name",
+    "table",
+    "export_to",
+    "skip_finished",
+    "dry_run",
+    "trainer.progress",
+    "trainer.threads",
+    "trainer.num_workers",
+    "trainer.interrupt_at_step",
+    "trainer.checkpoint_every",
+    "trainer.save_best_adapter",
+    "trainer.eval_batch_size",
+)
+
+
+def fingerprint(resolved: dict[str, Any]) -> str:
+    """A hash of the resolved config without :data:`VOLATILE_KEYS`: equal for runs that compute the same thing."""
+    cfg = json.loads(json.dumps(resolved))
+    for key in VOLATILE_KEYS:
+        *parents, leaf = key.split(".")
+        node = cfg
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def previous_runs(base: Path, fp: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Run folders under ``base/runs`` whose ``metrics.json`` carries fingerprint ``fp``, oldest first."""
+    found = []
+    for metrics_file in sorted((base / "runs").glob("*/metrics.json")):
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if metrics.get("fingerprint") == fp:
+            found.append((metrics_file.parent, metrics))
+    return found
 
 
 def create(base: Path, name: str) -> Path:
@@ -53,6 +101,7 @@ def shared(accelerator: Any, base: Path, name: str, resume: str | None) -> Path:
 def setup_logging(run_dir: Path, main_process: bool) -> None:
     """Log to ``run_dir/train.log`` and stderr on the main process; warnings only elsewhere."""
     LOG.handlers.clear()
+    LOG.disabled = False  # Hydra's logging config disables existing loggers before every job of a multirun
     LOG.propagate = False
     LOG.setLevel(logging.INFO if main_process else logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
@@ -69,3 +118,39 @@ def close_logging() -> None:
     for h in list(LOG.handlers):
         h.close()
         LOG.removeHandler(h)
+
+
+def selected_output(run_dir: Path) -> Path | None:
+    """The folder holding what a finished run reports: ``adapter_best/``, else ``adapter/``, else ``model/``."""
+    for name in ("adapter_best", "adapter", "model"):
+        if (run_dir / name).is_dir():
+            return run_dir / name
+    return None
+
+
+def export(run_dir: Path, dest: str | Path) -> Path:
+    """Copy the run's reported adapter (or model) folder to ``dest``, atomically (a temporary sibling, renamed;
+    an existing ``dest`` is replaced). E.g. the MNLI adapter of each rank into the official checkpoint layout."""
+    import shutil
+    import tempfile
+
+    source = selected_output(run_dir)
+    if source is None:
+        raise FileNotFoundError(f"{run_dir} holds no adapter_best/, adapter/ or model/ to export")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -18,7 +18,6 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..config import AdapterConfig
@@ -254,6 +253,10 @@ class RunSpec:
     init_from_head: bool
     run_name: str | None
     grid: GridSpec | None
+    table: str | None = None  # the paper table a run belongs to (set by scripts/table_*.sh), recorded only
+    skip_finished: bool = False  # skip a run whose same config already finished under paths.output_dir
+    dry_run: bool = False  # print the run's plan (name, optimizer steps) instead of running it
+    export_to: str | None = None  # copy the reported adapter (or model) there when the run finishes
 
     @property
     def rank_tag(self) -> str:
@@ -372,6 +375,7 @@ def build_spec(cfg: Any) -> RunSpec:
     cfg = dict(cfg)
     cfg.pop("hydra", None)
     top = {"rank", "seed", "resume", "init_from", "init_from_head", "run_name", "grid", "recipes"}
+    top |= {"table", "skip_finished", "dry_run", "export_to"}
     groups = {"model", "task", "adapter", "trainer", "logger", "paths"}
     unknown = sorted(set(cfg) - top - groups)
     if unknown:
@@ -436,6 +440,10 @@ def build_spec(cfg: Any) -> RunSpec:
         init_from_head=_check_type(cfg.get("init_from_head", False), bool, "init_from_head"),
         run_name=_check_type(cfg.get("run_name"), str | None, "run_name"),
         grid=grid,
+        table=_check_type(cfg.get("table"), str | None, "table"),
+        skip_finished=_check_type(cfg.get("skip_finished", False), bool, "skip_finished"),
+        dry_run=_check_type(cfg.get("dry_run", False), bool, "dry_run"),
+        export_to=_check_type(cfg.get("export_to"), str | None, "export_to"),
     )
     _check_combinations(spec)
     return spec
@@ -477,12 +485,6 @@ def _check_combinations(spec: RunSpec) -> None:
             "adapter=lorasb with a warmup rule uses task.warmup_ratio (η_eff = lr / (warmup_ratio · total)); "
             "set task.warmup_steps=null or adapter.lorasb_lr_rule=lr"
         )
-    if spec.resume is not None and not Path(spec.resume).is_dir():
-        raise ConfigError(f"resume={spec.resume} is not a folder; give a run folder (outputs/runs/...)")
-    if spec.resume is not None and not (Path(spec.resume) / "checkpoints" / "last.pt").is_file():
-        raise ConfigError(f"resume={spec.resume} has no checkpoints/last.pt to resume from")
-    if spec.init_from is not None and not Path(spec.init_from).is_dir():
-        raise ConfigError(f"init_from={spec.init_from} is not a folder; give a run folder or an adapter folder")
     if spec.init_from is not None and a.method == "full":
         raise ConfigError("init_from is for adapters; adapter=full starts from model.name_or_path")
     if t.selection == "val_loss" and a.method == "full":
@@ -494,5 +496,6 @@ def validate(cfg: Any) -> RunSpec:
     from .phases import check_inputs
 
     spec = build_spec(cfg)
-    check_inputs(spec)
+    if not spec.dry_run:  # a dry run lists jobs whose data need not be here
+        check_inputs(spec)
     return spec

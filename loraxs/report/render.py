@@ -1,0 +1,161 @@
+"""A built :class:`~loraxs.report.tables.Table` as Markdown, CSV and PNG plots (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+from .tables import Cell, Table
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def parse_params(text: str | None) -> float | None:
+    """``"6.14K"``, ``"2.06M"``, ``"7.24B"`` → a count."""
+    m = re.fullmatch(r"([\d.]+)([KMB]?)", (text or "").strip())
+    return None if m is None else float(m.group(1)) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[m.group(2)]
+
+
+def _cell(c: Cell) -> str:
+    printed = "" if c.printed is None else f"{c.printed:.2f}"
+    if c.status != "ok":
+        return f"{c.status} ({printed})" if printed else c.status
+    if c.printed is None:
+        return f"{c.value:.2f}"
+    return f"{c.value:.2f} ({printed}, {c.diff:+.2f})"
+
+
+def markdown(table: Table) -> str:
+    """Cells read ``ours (printed, ours − printed)``; ``missing`` / ``failed`` cells say so."""
+    head = ["method", "# Params (ours / printed)", *table.columns, "avg"]
+    lines = [
+        f"### {table.title}",
+        "",
+        f"Rule: `{table.rule}`. Cells: ours (printed, ours − printed); `missing`: no run, `failed`: no run finished.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in table.rows:
+        params = f"{_params(row.params)} / {row.printed_params or '–'}"
+        cells = [_cell(row.cells[c]) for c in table.columns] + [_cell(row.avg)]
+        lines.append("| " + " | ".join([row.label, params, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(table: Table) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(
+        ["table", "row", "model", "method", "rank", "column", "ours", "printed", "diff", "status", "runs", "params"]
+    )
+    for row in table.rows:
+        key = [table.name, row.label, row.key["model"], row.key["method"], row.key.get("rank", "")]
+        for col, c in [*((k, row.cells[k]) for k in table.columns), ("avg", row.avg)]:
+            values = [_num(c.value), _num(c.printed), _num(c.diff), c.status, len(c.runs), row.params or ""]
+            w.writerow([*key, col, *values])
+    return out.getvalue()
+
+
+def plot_params(table: Table, path: Path) -> Path:
+    """Average over the columns against trainable parameters (log scale), one line per method; the printed
+    averages dashed in the same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    methods = sorted({r.key["method"] for r in table.rows})
+    for i, method in enumerate(methods):
+        color = f"C{i}"
+        rows = [r for r in table.rows if r.key["method"] == method]
+        label = rows[0].label.split(" r")[0].split(" (")[0]
+        ours = sorted((r.params, r.avg.value) for r in rows if r.params and r.avg.value is not None)
+        if ours:
+            ax.plot(*zip(*ours), "o-", color=color, label=f"{label} (ours)")
+        printed = sorted(
+            (parse_params(r.printed_params), r.avg.printed)
+            for r in rows
+            if parse_params(r.printed_params) and r.avg.printed is not None
+        )
+        if printed:
+            ax.plot(*zip(*printed), "s--", color=color, alpha=0.6, label=f"{label} (printed)")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (head excluded; log scale)")
+    ax.set_ylabel(f"average over {', '.join(table.columns)}" if len(table.columns) > 1 else table.columns[0])
+    ax.set_title(table.title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_losses(table: Table, path: Path) -> Path:
+    """Training loss (mean of each logging window) of the run behind each cell, one panel per column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(table.columns)
+    cols = min(n, 3)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)))
+    axes = list(getattr(axes, "flat", [axes]))
+    for ax, col in zip(axes, table.columns):
+        drawn = False
+        for i, row in enumerate(table.rows):
+            runs = row.cells[col].runs
+            if runs and runs[-1].loss_curve:
+                run = runs[-1]
+                every = run.log_every or 1
+                xs = [every * (j + 1) for j in range(len(run.loss_curve))]
+                ax.plot(xs, run.loss_curve, color=f"C{i % 10}", label=row.label, lw=1.2)
+                drawn = True
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(table.title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(table: Table, out_dir: str | Path) -> list[Path]:
+    """``<out>/<name>.md``, ``.csv``, ``_params.png``, ``_loss.png`` (text written atomically)."""
+    from ..io import write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{table.name}.md", out / f"{table.name}.csv"]
+    write_text_atomic(paths[0], markdown(table))
+    write_text_atomic(paths[1], csv_text(table))
+    paths.append(plot_params(table, out / f"{table.name}_params.png"))
+    paths.append(plot_losses(table, out / f"{table.name}_loss.png"))
+    return paths
