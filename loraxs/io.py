@@ -41,12 +41,22 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 COMPACT_METHODS = ("loraxs", "loraxs_random")
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (the project's one atomic write).
+
+    The file gets the user's normal permissions (``0o666 & ~umask``), not ``mkstemp``'s 0600.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -62,7 +72,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
@@ -74,7 +84,7 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _sha256_file(path: Path) -> str:
@@ -140,7 +150,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, compact: bool =
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     record = {
         "format": FORMAT,
         "version": VERSION,
@@ -321,6 +331,6 @@ def export_peft_lora(
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     write_json_atomic(directory / CONFIG_NAME, peft_config)
     return directory

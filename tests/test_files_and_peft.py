@@ -163,3 +163,22 @@ def test_peft_round_trip_gpt2_conv1d(tmp_path):
     export_peft_lora(model, tmp_path / "p", task_type="CAUSAL_LM")
     pm = peft.PeftModel.from_pretrained(ref, tmp_path / "p").eval()
     torch.testing.assert_close(pm(input_ids=ids).logits, model(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_atomic_files_get_the_users_normal_permissions(tmp_path):
+    import os
+
+    from loraxs.io import write_json_atomic
+
+    old = os.umask(0o027)
+    try:
+        save_adapter(trained("loraxs"), tmp_path / "a")
+        write_json_atomic(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for f in (
+        tmp_path / "a" / "adapter_config.json",
+        tmp_path / "a" / "adapter_model.safetensors",
+        tmp_path / "m.json",
+    ):
+        assert f.stat().st_mode & 0o777 == 0o640, f  # 0o666 & ~umask, not mkstemp's 0o600

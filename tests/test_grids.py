@@ -129,3 +129,29 @@ def test_big_table_scripts_compose_every_job(script, jobs, per_task):
     assert len(lines) == jobs
     for task, n in per_task.items():
         assert sum(f" {task}_" in line for line in lines) == n
+
+
+def test_slurm_launcher_option_composes():
+    from conftest import CONFIGS
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose(
+            "train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.gpus_per_node, launcher.array_parallelism) == ("gpu", 1, 64)
+
+
+def test_a_grid_runs_through_submitit_in_parallel_processes(tiny_model_dir, tmp_path):
+    """submitit's local executor (the SLURM launcher's sibling): the jobs are pickled and run in their own processes,
+    as on a cluster."""
+    over = [*tiny_overrides(tiny_model_dir, tmp_path), "trainer.max_steps=0"]
+    p = _cli(
+        ["-m", "hydra/launcher=submitit_local", f"hydra.launcher.submitit_folder={tmp_path}/sub/%j", "rank=2,4", *over]
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    runs = _runs(tmp_path)
+    assert sorted(m["rank"] for _, m in runs) == [2, 4] and all(m["status"] == "finished" for _, m in runs)

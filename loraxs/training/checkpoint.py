@@ -8,14 +8,13 @@ uninterrupted run exactly on CPU.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..io import atomic_write
 from .errors import TrainingError
 
 
@@ -36,15 +35,7 @@ def save(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, progress:
         "scheduler": scheduler.state_dict(),
         "progress": progress,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".last.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
