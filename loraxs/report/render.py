@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+import textwrap
 from pathlib import Path
 
-from .tables import Cell, Table
+from .tables import Cell, Table, method_label
 
 
 def _num(x: float | None) -> str:
@@ -83,7 +84,11 @@ def plot_params(table: Table, path: Path) -> Path:
     for i, method in enumerate(methods):
         color = f"C{i}"
         rows = [r for r in table.rows if r.key["method"] == method]
-        label = rows[0].label.split(" r")[0].split(" (")[0]
+        label = method_label(method) + (
+            f" {rows[0].key['model']}"
+            if len({r.key["model"] for r in rows}) < len({r.key["model"] for r in table.rows})
+            else ""
+        )
         ours = sorted((r.params, r.avg.value) for r in rows if r.params and r.avg.value is not None)
         if ours:
             ax.plot(*zip(*ours), "o-", color=color, label=f"{label} (ours)")
@@ -97,7 +102,7 @@ def plot_params(table: Table, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (head excluded; log scale)")
     ax.set_ylabel(f"average over {', '.join(table.columns)}" if len(table.columns) > 1 else table.columns[0])
-    ax.set_title(table.title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(table.title, 80)), fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
@@ -118,8 +123,10 @@ def plot_losses(table: Table, path: Path) -> Path:
 
     n = len(table.columns)
     cols = min(n, 3)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)))
-    axes = list(getattr(axes, "flat", [axes]))
+    n_rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.0 * n_rows + 1.2), squeeze=False)
+    axes = list(axes.flat)
+    handles: dict[str, object] = {}
     for ax, col in zip(axes, table.columns):
         drawn = False
         for i, row in enumerate(table.rows):
@@ -128,20 +135,22 @@ def plot_losses(table: Table, path: Path) -> Path:
                 run = runs[-1]
                 every = run.log_every or 1
                 xs = [every * (j + 1) for j in range(len(run.loss_curve))]
-                ax.plot(xs, run.loss_curve, color=f"C{i % 10}", label=row.label, lw=1.2)
+                style = "-" if i < 10 else "--"
+                (line,) = ax.plot(xs, run.loss_curve, style, color=f"C{i % 10}", label=row.label, lw=1.2)
+                handles.setdefault(row.label, line)
                 drawn = True
         ax.set_title(col, fontsize=9)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
         ax.grid(True, alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=6)
-        else:
+        if not drawn:
             ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[n:]:
         ax.axis("off")
-    fig.suptitle(table.title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("\n".join(textwrap.wrap(table.title, 120)), fontsize=9)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(5, len(handles)), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) - 1) // 5), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -93,10 +93,21 @@ def select(runs: list[Run], metric: str, rule: str) -> float | None:
     return statistics.median(per_seed.values())
 
 
+METHOD_NAMES = {
+    "full": "Full FT",
+    "lora": "LoRA",
+    "loraxs": "LoRA-XS",
+    "loraxs_random": "LoRA-XS (random)",
+    "lorasb": "LoRA-SB",
+}
+
+
+def method_label(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
 def _label(row: dict[str, Any]) -> str:
-    names = {"full": "Full FT", "lora": "LoRA", "loraxs": "LoRA-XS", "loraxs_random": "LoRA-XS (random)"}
-    method = names.get(row["method"], "LoRA-SB" if row["method"] == "lorasb" else row["method"])
-    return method + (f" r{row['rank']}" if row.get("rank") else "")
+    return method_label(row["method"]) + (f" r{row['rank']}" if row.get("rank") else "")
 
 
 def build(name: str, runs: list[Run], defs: dict | None = None, printed: dict | None = None) -> Table:
