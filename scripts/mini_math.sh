@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CPU mini version of the math tables (experiment=mini_math: SmolLM2-135M, GSM8K train as MetaMathQA, 512 examples,
-# 1 epoch; the first 64 GSM8K test problems): LoRA-XS r16 / r64 (alpha = r, lr 4e-3, the LoRA-XS recipe's), LoRA-SB
+# CPU mini version of the math tables (experiment=mini_math: SmolLM2-135M, GSM8K train as MetaMathQA, 256 examples,
+# 1 epoch; the first 48 GSM8K test problems): LoRA-XS r16 / r64 (alpha = r, lr 4e-3, the LoRA-XS recipe's), LoRA-SB
 # r16 / r64 (lr 1e-4, n = 50 in batches of 3, LoRA-SB's), LoRA r8 (alpha 16, lr 2e-4) = 5 runs, under an hour on two
 # cores. The table: the final model (results/mini/mini_math.*).
 #   bash scripts/mini_math.sh [--dry-run] [extra overrides]

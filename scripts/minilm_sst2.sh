@@ -9,5 +9,5 @@ GLUE_DIR="${GLUE_DIR:-../shared/data/glue}"
 PY="${PY:-.venv/bin/python}"
 common=(task=sst2 "task.data_dir=$GLUE_DIR" task.max_train_samples=4000 task.epochs=3 logger=none "$@")
 "$PY" experiments/train.py "${common[@]}" adapter=loraxs rank=16 task.lr=5e-3
-"$PY" experiments/train.py "${common[@]}" adapter=lora rank=8
+"$PY" experiments/train.py "${common[@]}" adapter=lora rank=8 task.head_lr=5e-3
 "$PY" experiments/train.py "${common[@]}" adapter=full

@@ -33,6 +33,8 @@ def fake_run(
     reported=None,
     params=6144,
     table=None,
+    code=None,
+    wall_time_s=None,
 ) -> Path:
     d = root / "runs" / name
     d.mkdir(parents=True)
@@ -50,6 +52,8 @@ def fake_run(
         "reported": reported if reported is not None else (evals[-1] if evals else {}),
         "trainable": {"adapter": params, "head": 10, "total": params + 10},
         "train_loss_windows": [1.0, 0.8, 0.6],
+        "code": code,
+        "wall_time_s": wall_time_s,
     }
     (d / "metrics.json").write_text(json.dumps(m))
     return d
@@ -173,6 +177,29 @@ def test_failed_and_missing_cells_are_marked_never_dropped(tmp_path):
     md = markdown(table)
     assert "failed (75.23)" in md and "missing (92.44)" in md and "60.00 (61.07, -1.07)" in md
     assert len([line for line in md.splitlines() if line.startswith("| ")]) == 1 + len(table.rows)  # every row
+
+
+def test_markdown_names_the_commits_and_wall_time_of_its_runs(tmp_path):
+    common = dict(task="cola", method="loraxs", rank=8, lr=1e-3, experiment="glue_lorasb", evals=[{"mcc": 0.6}])
+    fake_run(tmp_path, "a", seed=0, code={"commit": "a" * 40, "dirty": False}, wall_time_s=1800, **common)
+    fake_run(tmp_path, "b", seed=1, code={"commit": "b" * 40, "dirty": True}, wall_time_s=5400, **common)
+    fake_run(tmp_path, "c", seed=2, code=None, wall_time_s=None, status="failed", **common)  # not behind a cell
+    md = markdown(build("lorasb_glue", load_runs(tmp_path)))
+    assert md.splitlines()[-1] == (
+        f"Runs: 2 finished, at commit {'a' * 12}, {'b' * 12}+changes; 2.00 h of wall time in all."
+    )
+    assert markdown(build("lorasb_glue", [])).splitlines()[-1] == "Runs: none finished."
+
+
+def test_run_records_the_git_commit_it_ran_at(tmp_path):
+    from loraxs.training.run_folder import code_version
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("the project is not a git checkout here")
+    version = code_version()
+    assert version["commit"] == head.stdout.strip() and isinstance(version["dirty"], bool)
+    assert code_version(tmp_path) is None  # not a checkout: nothing recorded, no error
 
 
 def test_report_cli_writes_markdown_csv_and_plots(tmp_path):

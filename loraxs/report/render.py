@@ -54,7 +54,24 @@ def markdown(table: Table) -> str:
         params = f"{_params(row.params)} / {row.printed_params or '–'}"
         cells = [_cell(row.cells[c]) for c in table.columns] + [_cell(row.avg)]
         lines.append("| " + " | ".join([row.label, params, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", provenance(table)]) + "\n"
+
+
+def provenance(table: Table) -> str:
+    """One line: how many finished runs the cells come from, the git commits they ran at (``+changes``: with
+    uncommitted changes to tracked files; ``unknown``: recorded no commit) and their summed wall time."""
+    runs = {r.folder: r for row in table.rows for c in row.cells.values() for r in c.runs}.values()
+    if not runs:
+        return "Runs: none finished."
+    commits = sorted(
+        {
+            (r.metrics.get("code") or {}).get("commit", "unknown")[:12]
+            + ("+changes" if (r.metrics.get("code") or {}).get("dirty") else "")
+            for r in runs
+        }
+    )
+    hours = sum(float(r.metrics.get("wall_time_s") or 0) for r in runs) / 3600
+    return f"Runs: {len(runs)} finished, at commit {', '.join(commits)}; {hours:.2f} h of wall time in all."
 
 
 def csv_text(table: Table) -> str:

@@ -80,6 +80,7 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
             "seed": spec.seed,
             "table": spec.table,
             "fingerprint": run_folder.fingerprint(resolved),
+            "code": run_folder.code_version(),
             "run_dir": str(run_dir),
         }
     )

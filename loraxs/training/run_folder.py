@@ -5,8 +5,8 @@ Layout::
     <paths.output_dir>/runs/<run_name>_<YYYYmmdd-HHMMSS>_<6 hex>/
         config.yaml          resolved config
         train.log            the log (main process)
-        metrics.json         status (running / finished / failed / interrupted), the run's fingerprint and Hydra
-                             overrides, trainable counts, every evaluation, the reported one, wall time (atomic)
+        metrics.json         status (running / finished / failed / interrupted), the run's fingerprint, Hydra
+                             overrides and code version (git commit), trainable counts, every evaluation, the reported one, wall time (atomic)
         adapter/             final adapter (library format), adapter_best/ the best epoch's
         checkpoints/last.pt  resumable state (atomic)
         wandb/               W&B files (offline mode)
@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import secrets
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,23 @@ def fingerprint(resolved: dict[str, Any]) -> str:
         if isinstance(node, dict):
             node.pop(leaf, None)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_version(root: Path = PROJECT_ROOT) -> dict[str, Any] | None:
+    """``{"commit": <40 hex>, "dirty": bool}`` of the git checkout the code runs from (``dirty``: tracked files
+    changed since the commit), or ``None`` outside a git checkout or without git."""
+    try:
+        git = ["git", "-C", str(root)]
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(changed.stdout.strip())}
 
 
 def previous_runs(base: Path, fp: str) -> list[tuple[Path, dict[str, Any]]]:
