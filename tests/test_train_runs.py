@@ -67,8 +67,8 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(
     ]
     with pytest.raises(
         TrainingError,
-        match=r"loss became nan at epoch 2, step 3; run stopped\. Last good checkpoint: "
-        r".*checkpoints/last\.pt",
+        match=r"loss became nan at epoch 2, step 3; run stopped\. continue from its last checkpoint "
+        r"\(.*checkpoints/last\.pt\) with a lower learning rate: python experiments/train\.py resume=.* task\.lr=<lower>",
     ):
         train_run(over)
     run_dir = next((tmp_path / "runs").iterdir())

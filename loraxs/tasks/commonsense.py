@@ -21,7 +21,6 @@ of the benchmark's answer set found in the generated text (LLM-Adapters' ``extra
 from __future__ import annotations
 
 import bz2
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -147,14 +146,18 @@ def load_test(data_dir: str | Path, dataset: str) -> list[dict[str, Any]]:
     path = test_file(data_dir, dataset)
     if path.name == HELLASWAG_FILE:
         return hellaswag_records(path)
-    return json.loads(path.read_text())
+    from .generation import read_records
+
+    return read_records(str(path), require=("instruction", "answer"))
 
 
 def load_train(path: str | Path) -> list[dict[str, Any]]:
     """Commonsense170K: one LLM-Adapters JSON file, or a folder of ``<task>/train.json`` concatenated in name order."""
+    from .generation import read_records
+
     path = Path(path)
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_records(str(path), require=("instruction", "output"))
     files = sorted(path.glob("*/train.json"))
     if not files:
         raise FileNotFoundError(
@@ -162,7 +165,7 @@ def load_train(path: str | Path) -> list[dict[str, Any]]:
         )
     out: list[dict[str, Any]] = []
     for f in files:
-        out.extend(json.loads(f.read_text()))
+        out.extend(read_records(str(f), require=("instruction", "output")))
     return out
 
 
@@ -171,7 +174,7 @@ class CommonsenseTask:
     ``CommonsenseTaskSpec``)."""
 
     def __init__(self, spec: Any, tokenizer: Any, train: bool = True) -> None:
-        from .generation import CausalCollator, encode, ensure_pad_token, hold_out
+        from .generation import CausalCollator, encode, ensure_pad_token, hold_out, keep_supervised
 
         ensure_pad_token(tokenizer)
         self.spec, self.tokenizer = spec, tokenizer
@@ -186,7 +189,7 @@ class CommonsenseTask:
             p = prompt(r, spec.template, train=True)
             return encode(tokenizer, p, r["output"], spec.max_length, spec.train_on_inputs)
 
-        self.train = [enc(r) for r in rows]
+        self.train = keep_supervised([enc(r) for r in rows], str(spec.train_path), spec.max_length) if train else []
         self.val = [enc(r) for r in val]
         limit = spec.max_eval_samples
         self.evals = {b: load_test(spec.test_dir, b)[: limit or None] for b in spec.benchmarks}

@@ -41,6 +41,32 @@ def encode(tokenizer: Any, prompt: str, response: str, max_length: int, train_on
     return {"input_ids": ids, "labels": labels}
 
 
+def keep_supervised(encoded: list[dict[str, Any]], source: str, max_length: int) -> list[dict[str, Any]]:
+    """The encoded training records that keep at least one supervised token (a label not ``-100``): a prompt of
+    ``max_length`` tokens or more leaves none, adds nothing to the loss and, in a batch of only such records,
+    makes it NaN. Those records are dropped with a warning; none at all (or an empty ``source``) is an error."""
+    import logging
+
+    if not encoded:
+        raise ValueError(f"{source}: no training examples")
+    kept = [e for e in encoded if any(x != IGNORE for x in e["labels"])]
+    if not kept:
+        raise ValueError(
+            f"{source}: every prompt fills task.max_length={max_length} tokens, so no response token is left to "
+            "train on; raise task.max_length"
+        )
+    if len(kept) < len(encoded):
+        logging.getLogger("loraxs").warning(
+            "%s: %d of %d training records dropped: their prompt fills task.max_length=%d tokens (no response "
+            "token left to train on)",
+            source,
+            len(encoded) - len(kept),
+            len(encoded),
+            max_length,
+        )
+    return kept
+
+
 def hold_out(rows: list[dict[str, Any]], size: int, seed: int = 42) -> tuple[list[dict], list[dict]]:
     """``(train, validation)``: ``size`` rows held out exactly as the official LoRA-XS code holds them out,
     ``datasets.Dataset.train_test_split(test_size=size, shuffle=True, seed=seed)``."""
@@ -214,21 +240,40 @@ def complete(
     )
 
 
-def read_records(path: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Records of a JSON (list) or JSONL file; a clear error for a missing or unreadable file."""
+def read_records(path: str, limit: int | None = None, require: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The records of a JSON (a list of objects) or JSONL file (UTF-8, a byte-order mark allowed). A missing
+    file is ``FileNotFoundError``; bad encoding, malformed JSON (with its line), a record that is not an object or
+    lacks one of the ``require`` fields, and a file without records are a ``ValueError`` naming the file."""
     import json
     from pathlib import Path
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
-    text = p.read_text()
     try:
-        rows = (
-            json.loads(text)
-            if text.lstrip().startswith("[")
-            else [json.loads(x) for x in text.splitlines() if x.strip()]
-        )
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is neither a JSON list nor JSON lines ({e})") from None
-    return rows[:limit] if limit else rows
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    else:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: not a JSON object per line (JSONL): {e.msg}") from None
+    if not rows:
+        raise ValueError(f"{path}: no records (the file is empty or an empty list)")
+    rows = rows[:limit] if limit else rows
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: record {i} is a JSON {type(row).__name__}, not an object")
+        missing = [k for k in require if k not in row]
+        if missing:
+            raise ValueError(f"{path}: record {i} lacks the field(s) {', '.join(missing)}; it has {', '.join(row)}")
+    return rows

@@ -76,12 +76,21 @@ def check_local(data_dir: str | Path, folder: str, stems: Sequence[str]) -> Path
 
 
 def read_tsv(path: str | Path, layout: Layout) -> list[dict[str, Any]]:
-    """Read one GLUE tsv into records ``{field..., label, idx}``; malformed rows are an error with the line."""
+    """Read one GLUE tsv into records ``{field..., label, idx}`` (UTF-8, a byte-order mark allowed, as in the
+    standard download's MRPC files); a malformed row, label or encoding, or a file without examples, is a
+    ``ValueError`` naming the file and line."""
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     if lines and lines[-1] == "":
         lines.pop()
+    if len(lines) <= (1 if layout.header else 0):
+        raise ValueError(
+            f"{path}: no examples (the file is empty{' or holds only its header' if layout.header else ''})"
+        )
     start = 0
     cols: dict[str, int] = {}
     if layout.header:
@@ -106,14 +115,18 @@ def read_tsv(path: str | Path, layout: Layout) -> list[dict[str, Any]]:
                 f"{path}:{lineno}: expected at least {max(map(col, [*layout.fields.values(), layout.label])) + 1} "
                 f"tab-separated columns, found {len(parts)}"
             ) from None
-        if layout.regression:
-            rec["label"] = float(raw)
-        elif layout.label_map is not None:
+        if layout.label_map is not None:
             if raw not in layout.label_map:
                 raise ValueError(f"{path}:{lineno}: label {raw!r} not in {sorted(layout.label_map)}")
             rec["label"] = layout.label_map[raw]
         else:
-            rec["label"] = int(raw)
+            try:
+                rec["label"] = float(raw) if layout.regression else int(raw)
+            except ValueError:
+                kind = "a number" if layout.regression else "an integer class id"
+                raise ValueError(f"{path}:{lineno}: label {raw!r} is not {kind}") from None
+            if not layout.regression and rec["label"] not in (0, 1):  # the integer-labelled tasks are binary
+                raise ValueError(f"{path}:{lineno}: label {raw!r} is not a class id (0 or 1)")
         rec["idx"] = len(rows)
         rows.append(rec)
     return rows

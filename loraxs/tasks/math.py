@@ -378,7 +378,18 @@ def load_train_rows(spec: Any) -> list[dict]:
 
         hint = "set task.train_path=<a JSON/JSONL file with query/response records>"
         rows = load_split_hub(spec.hf_path, None, spec.train_split, hint)[: limit or None]
-    return [to_metamath(r) for r in rows]
+    return _each(rows, to_metamath, spec.train_path or spec.hf_path)
+
+
+def _each(rows: list[dict], fn: Any, source: str) -> list[dict]:
+    """``fn`` of every record; a record it refuses is an error naming ``source`` and the record's number."""
+    out = []
+    for i, r in enumerate(rows, start=1):
+        try:
+            out.append(fn(r))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{source}: record {i}: {e}") from None
+    return out
 
 
 def load_eval_rows(name: str, spec: Any, limit: int | None) -> list[dict]:
@@ -394,14 +405,14 @@ def load_eval_rows(name: str, spec: Any, limit: int | None) -> list[dict]:
         hint = f"set task.eval_sets.{name}.path=<a local JSON/JSONL file>"
         configs = spec.hf_name if isinstance(spec.hf_name, list) else [spec.hf_name]
         rows = [r for c in configs for r in load_split_hub(spec.hf_path, c, spec.split, hint)][: limit or None]
-    return [eval_record(r, spec.kind) for r in rows]
+    return _each(rows, lambda r: eval_record(r, spec.kind), spec.path or spec.hf_path)
 
 
 class MathTask:
     """MetaMathQA-style training and GSM8K / MATH evaluation by generation (``spec``: a ``MathTaskSpec``)."""
 
     def __init__(self, spec: Any, tokenizer: Any, train: bool = True) -> None:
-        from .generation import CausalCollator, encode, ensure_pad_token, hold_out
+        from .generation import CausalCollator, encode, ensure_pad_token, hold_out, keep_supervised
 
         ensure_pad_token(tokenizer)
         self.spec, self.tokenizer = spec, tokenizer
@@ -411,7 +422,11 @@ class MathTask:
             p = train_prompt(r["query"])
             return encode(tokenizer, p, r["response"], spec.max_length, spec.train_on_inputs)
 
-        self.train = [enc(r) for r in rows]
+        self.train = (
+            keep_supervised([enc(r) for r in rows], str(spec.train_path or spec.hf_path), spec.max_length)
+            if train
+            else []
+        )
         self.val = [enc(r) for r in val]
         self.evals = {name: load_eval_rows(name, es, spec.max_eval_samples) for name, es in spec.eval_sets.items()}
         self.collate = CausalCollator(tokenizer.pad_token_id)

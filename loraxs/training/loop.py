@@ -33,11 +33,13 @@ from .phases import (
     attach_adapter,
     evaluate,
     load_base,
+    load_base_tokenizer,
     make_accelerator,
     make_optimizer,
     optimizer_steps,
     validation_loss,
 )
+from .resume import apply_lr_change
 from .run_folder import LOG
 from .spec import RunSpec
 from .tracker import Tracker
@@ -71,6 +73,9 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
     tracker = Tracker(spec, resolved, run_dir, main)
     prior = run_dir / "metrics.json"
     metrics: dict[str, Any] = json.loads(prior.read_text()) if spec.resume and prior.is_file() else {**(info or {})}
+    if spec.resume:  # each resume and what it changed (resume.MAY_CHANGE), in order
+        changes = (info or {}).get("resume_changes", {})
+        metrics["resumes"] = [*metrics.get("resumes", []), {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **changes}]
     metrics.update(
         {
             "status": "running",
@@ -110,8 +115,9 @@ def _train(
     _seed_everything(spec.seed)
 
     # ---- model, tokenizer, data
-    model, tokenizer = load_base(spec, accelerator)
-    task = build_task(t, tokenizer)
+    tokenizer = load_base_tokenizer(spec, accelerator)
+    task = build_task(t, tokenizer)  # the data is read and checked before the model loads
+    model, tokenizer = load_base(spec, accelerator, tokenizer)
     LOG.info(
         "task %s: %d training examples%s, eval %s",
         t.name,
@@ -156,8 +162,16 @@ def _train(
         "init": init_info,
     }
     if spec.resume:
+        wanted = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # the resumed config's lrs
         progress.update(checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler))
         LOG.info("resumed from %s after epoch %d (step %d)", ckpt_path, progress["epoch"], progress["step"])
+        for old, new in apply_lr_change(optimizer, scheduler, wanted):
+            LOG.info(
+                "learning rate changed on resume: %g -> %g (the schedule goes on from step %d)",
+                old,
+                new,
+                progress["step"],
+            )
 
     metrics.update(
         trainable=counts,
@@ -349,10 +363,15 @@ def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str,
 
 
 def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt: Path) -> None:
-    last = ckpt if ckpt.is_file() else "none yet"
+    how = (
+        f"continue from its last checkpoint ({ckpt}) with a lower learning rate: python experiments/train.py "
+        f"resume={ckpt.parent.parent} task.lr=<lower>"
+        if ckpt.is_file()
+        else "no checkpoint yet: start again with a lower task.lr"
+    )
     raise TrainingError(
-        f"loss became {loss.detach().float().item()} at epoch {epoch}, step {step + 1}; run stopped. "
-        f"Last good checkpoint: {last}. Lower the learning rate (task.lr) or check the data"
+        f"loss became {loss.detach().float().item()} at epoch {epoch}, step {step + 1}; run stopped. {how}, "
+        "or check the data"
     )
 
 

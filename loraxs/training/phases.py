@@ -1,6 +1,7 @@
 """The phases of a run, shared by ``experiments/train.py`` (the loop) and ``experiments/eval.py``.
 
-``check_inputs`` (cheap, before anything loads) → ``make_accelerator`` → ``load_base`` → ``build_task`` →
+``check_inputs`` (cheap, before anything loads) → ``make_accelerator`` → ``load_base_tokenizer`` → ``build_task``
+(the data read and checked) → ``load_base`` →
 ``attach_adapter`` (inject and initialise, or load) → ``make_optimizer`` → train → ``evaluate`` /
 ``validation_loss``. Every phase takes the typed :class:`~loraxs.training.spec.RunSpec`.
 """
@@ -96,23 +97,37 @@ def make_accelerator(spec: RunSpec) -> Any:
 
 
 # ------------------------------------------------------------------ model
-def load_base(spec: RunSpec, accelerator: Any) -> tuple[nn.Module, Any]:
-    """The base model (a classifier for GLUE, a causal LM otherwise) and its tokenizer, on the accelerator's device."""
+def base_path(spec: RunSpec, accelerator: Any) -> str:
+    """Where the base model loads from: ``model.name_or_path``, or for a GGUF decoder its converted folder (made
+    once, by the main process first)."""
+    if spec.task.family == "glue":
+        return spec.model.name_or_path
+    with accelerator.main_process_first():
+        return causal_lm_path(spec.model, spec.paths.cache_dir)
+
+
+def load_base(spec: RunSpec, accelerator: Any, tokenizer: Any = None) -> tuple[nn.Module, Any]:
+    """The base model (a classifier for GLUE, a causal LM otherwise) and its tokenizer, on the accelerator's device
+    (``tokenizer``: one loaded already by :func:`load_base_tokenizer`, e.g. to read the data before the model)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the load report only says that the new head is freshly initialised
+    path = base_path(spec, accelerator)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
     if spec.task.family == "glue":
-        tokenizer = load_tokenizer(spec.model.name_or_path)
-        model = load_classifier(spec.model.name_or_path, spec.task.num_labels, spec.model.dtype)
+        model = load_classifier(path, spec.task.num_labels, spec.model.dtype)
     else:
-        with accelerator.main_process_first():  # a GGUF model is converted once, by the main process
-            path = causal_lm_path(spec.model, spec.paths.cache_dir)
-        tokenizer = load_tokenizer(path)
         model = load_causal_lm(path, spec.model.dtype)
     hf_logging.disable_progress_bar()
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(accelerator.device), tokenizer
+
+
+def load_base_tokenizer(spec: RunSpec, accelerator: Any) -> Any:
+    """The base model's tokenizer alone (cheap): the task's data is read and checked with it before the model
+    loads."""
+    return load_tokenizer(base_path(spec, accelerator))
 
 
 def resolve_adapter_folder(path: str) -> Path:

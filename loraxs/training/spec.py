@@ -405,6 +405,8 @@ def build_spec(cfg: Any) -> RunSpec:
     paths = read(PathsSpec, cfg["paths"], "paths")
     grid = _check_type(cfg.get("grid"), GridSpec | None, "grid")
     seed = _check_type(cfg.get("seed", 0), int, "seed")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed} is invalid; expected an integer in [0, 2**32)")
     rank = cfg.get("rank")
     adapter_cfg = dict(cfg["adapter"])
     method = adapter_cfg.get("method")
@@ -449,6 +451,18 @@ def build_spec(cfg: Any) -> RunSpec:
     return spec
 
 
+def reported_metrics(t: TaskSpec) -> list[str]:
+    """The metric names a task's evaluation reports (``task.main_metric`` must be one): GLUE ``task.metrics``
+    (``<split>/<metric>`` with several eval splits, e.g. MNLI's ``matched/accuracy``), ``<set>/accuracy`` of each
+    math eval set, ``<benchmark>/accuracy`` and ``average/accuracy`` for commonsense."""
+    if isinstance(t, GlueTaskSpec):
+        splits = [s.removeprefix("validation_") + "/" for s in t.eval_splits] if len(t.eval_splits) > 1 else [""]
+        return [p + m for p in splits for m in t.metrics]
+    if isinstance(t, CommonsenseTaskSpec):
+        return [f"{b}/accuracy" for b in t.benchmarks] + ["average/accuracy"]
+    return [f"{name}/accuracy" for name in getattr(t, "eval_sets", {})]
+
+
 def _check_combinations(spec: RunSpec) -> None:
     """Rules across keys (each message names the keys and what would be valid)."""
     t, o, a = spec.task, spec.optim, spec.adapter
@@ -461,8 +475,11 @@ def _check_combinations(spec: RunSpec) -> None:
                 else ""
             )
         )
-    if t.main_metric == "":
-        raise ConfigError(f"task.main_metric is empty; set the metric that task={t.name} reports")
+    reported = reported_metrics(t)
+    if t.main_metric not in reported:
+        raise ConfigError(
+            f"task.main_metric={t.main_metric!r} is not a metric task={t.name} reports; valid: {', '.join(reported)}"
+        )
     if t.family != "glue" and t.selection == "best_epoch":
         raise ConfigError(
             f"task.selection=best_epoch would pick the epoch by test-set accuracy on task={t.name}; "

@@ -1,0 +1,107 @@
+"""Resume means the same run: the saved config goes on, other overrides are refused, a finished run is left as it
+is, and the documented lr change after a divergence really applies from the next step and is recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, tiny_overrides, train_run
+
+TRAIN = [sys.executable, str(ROOT / "experiments" / "train.py")]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _without(overrides: list[str], *keys: str) -> list[str]:
+    return [o for o in overrides if o.split("=", 1)[0] not in keys]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*TRAIN, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture
+def killed_run(tiny_model_dir, tmp_path):
+    """A 3-epoch run (6 steps per epoch) on settings far from the defaults, killed in epoch 2 after its epoch-1
+    checkpoint; returns (folder, the overrides it was started with)."""
+    base = [
+        *tiny_overrides(tiny_model_dir, tmp_path),
+        "task.epochs=3",
+        "task.max_train_samples=48",
+        "rank=4",
+        "seed=7",
+        "task.lr=1e-3",
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        train_run([*base, "trainer.interrupt_at_step=9"])
+    (folder,) = list((tmp_path / "runs").iterdir())
+    return folder, base
+
+
+def test_resume_refuses_an_override_that_would_change_the_run(killed_run):
+    folder, _ = killed_run
+    before = _digest(folder)
+    p = _cli(f"resume={folder}", "task.max_train_samples=2000")
+    assert p.returncode == 2 and p.stdout == ""
+    (line,) = p.stderr.strip().splitlines()
+    assert line.startswith("error: task.max_train_samples=2000 cannot be given with resume=")
+    assert "may change: task.lr, task.head_lr" in line
+    p = _cli(f"resume={folder}", "adapter=lora")  # a group change, the same way
+    assert p.returncode == 2 and p.stderr.startswith("error: adapter=lora cannot be given with resume=")
+    assert _digest(folder) == before
+
+
+def test_resume_without_overrides_continues_the_saved_config(killed_run, tmp_path):
+    folder, base = killed_run
+    p = _cli(f"resume={folder}", "trainer.interrupt_at_step=null")  # nothing else: not the defaults
+    assert p.returncode == 0, p.stderr[-2000:]
+    resumed = json.loads((folder / "metrics.json").read_text())
+    full = train_run([*_without(base, "paths.output_dir"), f"paths.output_dir={tmp_path / 'uninterrupted'}"])
+    assert resumed["status"] == "finished" and resumed["seed"] == 7
+    assert [e["epoch"] for e in resumed["evals"]] == [1, 2, 3]
+    assert resumed["evals"] == full["evals"] and resumed["total_steps"] == full["total_steps"] == 18
+    assert resumed["resumes"][-1].keys() == {"time", "trainer.interrupt_at_step"}
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_model_dir, tmp_path):
+    done = train_run([*tiny_overrides(tiny_model_dir, tmp_path), "rank=2"])
+    folder = Path(done["run_dir"])
+    before = _digest(folder)
+    p = _cli(f"resume={folder}")
+    assert p.returncode == 0 and "the run has finished; nothing to do" in p.stdout
+    assert _digest(folder) == before
+
+
+def test_lr_change_on_resume_applies_from_the_next_step_and_is_recorded(killed_run, tmp_path):
+    from omegaconf import OmegaConf
+
+    from loraxs.training import validate
+    from loraxs.training.loop import run
+    from loraxs.training.resume import saved_config
+
+    folder, base = killed_run
+    cfg, changes = saved_config(folder, ["task.lr=1e-4", "trainer.interrupt_at_step=null"])
+    assert changes == {"task.lr": [1e-3, 1e-4], "trainer.interrupt_at_step": [9, None]}
+    resumed = run(validate(cfg), OmegaConf.to_container(cfg, resolve=True), {"resume_changes": changes})
+    low = train_run(
+        [*_without(base, "paths.output_dir", "task.lr"), "task.lr=1e-4", f"paths.output_dir={tmp_path / 'low'}"]
+    )
+    high = train_run([*_without(base, "paths.output_dir"), f"paths.output_dir={tmp_path / 'high'}"])
+    lrs = [e["lr"] for e in resumed["evals"]]
+    assert lrs[0] == pytest.approx(high["evals"][0]["lr"], rel=1e-12)  # epoch 1 ran at the old lr
+    assert lrs[1:] == pytest.approx([e["lr"] for e in low["evals"][1:]], rel=1e-12)  # the new schedule from step 7
+    assert lrs[1] == pytest.approx(high["evals"][1]["lr"] / 10, rel=1e-12)
+    assert resumed["evals"][1:] != high["evals"][1:]  # and it trained differently
+    assert json.loads((folder / "metrics.json").read_text())["resumes"][-1]["task.lr"] == [1e-3, 1e-4]
+    assert "learning rate changed on resume: 0.001 -> 0.0001" in (folder / "train.log").read_text()
