@@ -6,12 +6,13 @@
         task.eval_sets.gsm8k.path=../shared/data/gsm8k/test.jsonl '~task.eval_sets.math'
     python experiments/eval.py run=<run> backend=vllm                              # needs vllm (GPU)
 
-Special keys: ``run=<folder>`` (use its config.yaml and its selected adapter, or its saved model for full
-fine-tuning), ``adapter_dir=<folder>`` (any adapter folder of this library), ``backend=hf|vllm``,
-``out=<folder>`` (default ``<run>/eval_<time>`` or ``outputs/evals/<model>_<task>_<time>``). Every other argument
+Special keys: ``run=<folder>`` (use its config.yaml and its selected adapter, or for full fine-tuning its saved
+model: the best epoch's ``model_best/``, else the final ``model/``), ``adapter_dir=<folder>`` (any adapter folder
+of this library), ``backend=hf|vllm``, ``out=<folder>`` (default ``<run>/eval_<time>`` or ``outputs/evals/<model>_<task>_<time>``). Every other argument
 is a Hydra-style override, checked like ``train.py``'s: an unknown key is refused with one line (exit 2); with
 ``run=`` only keys of its config may change, not config groups. Writes ``metrics.json`` and
-``predictions/<benchmark>.jsonl`` and prints the metrics.
+``predictions/<benchmark>.jsonl`` and prints the metrics. ``--cfg job`` prints the config it would use and stops;
+``--help`` prints this text.
 """
 
 from __future__ import annotations
@@ -87,15 +88,25 @@ def adapter_folder(special: dict[str, str]) -> Path | None:
 
 
 def main() -> None:
-    special, overrides = parse(sys.argv[1:])
+    argv = sys.argv[1:]
+    if any(a in ("--help", "-h") for a in argv):
+        print(__doc__)
+        return
+    special, overrides = parse(argv)
     cfg = compose_config(special, overrides)
+    if "--cfg" in argv or "-c" in argv:  # print the config this evaluation would use, and stop
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg))
+        return
     from loraxs.training import ConfigError, TrainingError, validate
 
     try:
         spec = validate(cfg)
     except ConfigError as e:
         fail(str(e))
-    saved_model = Path(special.get("run", "")) / "model"
+    run = Path(special.get("run", ""))
+    saved_model = next((run / n for n in ("model_best", "model") if (run / n / "config.json").is_file()), run / "model")
     if spec.adapter.method == "full" and "run" in special and (saved_model / "config.json").is_file():
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, name_or_path=str(saved_model)))
     try:

@@ -88,6 +88,9 @@ CONFIG_CASES = [
     ("adapter=choice(lora,nope)", "adapter=nope is not a config option"),
     ("experiment=glob(zzz*)", "matches no option of experiment"),
     ("rank=[1,2", "cannot parse the overrides"),
+    ("model=smollm2_135m task=sst2", "task=sst2 trains a sequence classifier (GLUE) and needs an encoder model"),
+    ("task=metamath", "task=metamath trains a causal LM that generates its answers and needs a decoder model"),
+    ("model.kind=transformer", "model.kind='transformer' is invalid; valid: encoder, decoder"),
 ]
 
 

@@ -270,3 +270,23 @@ def test_two_cpu_processes_share_one_run_and_step_the_schedule_once(tiny_model_d
     rows = (run_dir / "predictions" / "validation_epoch2.jsonl").read_text().splitlines()
     assert len(rows) == 16  # gathered from both processes, padding dropped
     assert p.stdout.count("run folder:") == 1
+
+
+def test_eval_py_on_a_full_fine_tuning_run_reproduces_its_best_dev_metric(tiny_model_dir, tiny_glue_dir, tmp_path):
+    """Full fine-tuning keeps its best epoch's model (model_best/) as the adapters keep adapter_best/; eval.py on
+    the run evaluates that model, not the base model with a random head, nor the last epoch's."""
+    over = [*tiny_overrides(tiny_model_dir, tmp_path, tiny_glue_dir), "task=stsb", "adapter=full", "task.epochs=4"]
+    m = train_run([*over, "task.lr=3e-3", "seed=0"])
+    best, last = m["reported"], m["evals"][-1]
+    assert best["epoch"] != last["epoch"] and best["pearson"] > last["pearson"] + 0.05  # the choice matters here
+    out = tmp_path / "ev"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "eval.py"), f"run={m['run_dir']}", f"out={out}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["pearson"] == pytest.approx(best["pearson"], abs=1e-6)
+    assert (_run_dir(m) / "model_best" / "config.json").is_file() and (_run_dir(m) / "model" / "config.json").is_file()

@@ -257,6 +257,8 @@ def _train(
             if progress["best_epoch"] == epoch and t.selection == "best_epoch":
                 if main and spec.trainer.save_best_adapter and spec.adapter.method != "full":
                     save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", epoch=epoch, task=t.name)
+                elif main and spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
+                    _save_model(accelerator.unwrap_model(model), tokenizer, run_dir / "model_best")
         progress["epoch"] = epoch
         progress["step"] = step
         progress["train_time"] = time.time() - t_train
@@ -287,8 +289,7 @@ def _train(
     # ---- final adapter and metrics
     if main:
         if spec.adapter.method == "full":
-            unwrapped.save_pretrained(run_dir / "model", safe_serialization=True)
-            tokenizer.save_pretrained(run_dir / "model")
+            _save_model(unwrapped, tokenizer, run_dir / "model")
         else:
             save_adapter(unwrapped, run_dir / "adapter", task=t.name, base_model=spec.model.name_or_path)
     metrics.update(
@@ -360,6 +361,21 @@ def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str,
     folder.mkdir(exist_ok=True)
     for split, rows in preds.items():
         write_text_atomic(folder / f"{split}_{label}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _save_model(model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
+    """A whole model (full fine-tuning) as a HF folder, replaced atomically: written under a temporary name, then
+    renamed into place (a reader never sees half a folder)."""
+    import shutil
+
+    tmp, old = dest.with_name(f".{dest.name}.tmp"), dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _diverged(loss: torch.Tensor, epoch: int, step: int, ckpt: Path) -> None:

@@ -45,6 +45,7 @@ class ModelSpec:
 
     name: str
     name_or_path: str
+    kind: str = _f(choices=("encoder", "decoder"))  # encoder: GLUE classifiers; decoder: math, commonsense
     gguf_file: str | None = None
     dtype: str = _f(choices=("float32", "bfloat16", "float16"))
     max_rank: int | None = _f(None, lo=1)
@@ -474,6 +475,15 @@ def _check_combinations(spec: RunSpec) -> None:
                 if t.name in ("mrpc", "rte", "stsb")
                 else ""
             )
+        )
+    m = spec.model
+    need = "encoder" if t.family == "glue" else "decoder"
+    if m.kind != need:
+        what = "a sequence classifier (GLUE)" if need == "encoder" else "a causal LM that generates its answers"
+        example = "model=minilm_l6 or roberta_large" if need == "encoder" else "model=smollm2_135m or mistral_7b"
+        raise ConfigError(
+            f"task={t.name} trains {what} and needs {'an' if need == 'encoder' else 'a'} {need} model; model={m.name} is model.kind={m.kind}; "
+            f"use a model with model.kind={need}, e.g. {example}"
         )
     reported = reported_metrics(t)
     if t.main_metric not in reported:
