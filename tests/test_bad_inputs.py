@@ -78,12 +78,27 @@ CONFIG_CASES = [
     ("logger=nope", "logger=nope is not a config option; valid: none, wandb"),
     ("task=sst2 task.data_dir=/nonexistent", "task.data_dir=/nonexistent does not exist"),
     ("resume=null init_from=/nonexistent", "init_from=/nonexistent is not a folder"),
-    ("task=metamath task.train_path=/nonexistent.jsonl", "task.train_path=/nonexistent.jsonl does not exist"),
-    ("task=metamath task.grader=strict", "task.grader='strict' is invalid; valid: official, lenient"),
-    ("task=metamath task.num_beams=0", "task.num_beams=0 is invalid"),
-    ("task=metamath task.eval_sets.gsm8k.max_new_tokens=0", "task.eval_sets.gsm8k.max_new_tokens=0 is invalid"),
-    ("task=metamath task.selection=best_epoch", "task.selection=best_epoch would pick the epoch by test-set"),
-    ("task=commonsense task.template=fancy", "task.template='fancy' is invalid; valid: clean, lorasb, loraxs"),
+    (
+        "model=smollm2_135m task=metamath task.train_path=/nonexistent.jsonl",
+        "task.train_path=/nonexistent.jsonl does not exist",
+    ),
+    (
+        "model=smollm2_135m task=metamath task.grader=strict",
+        "task.grader='strict' is invalid; valid: official, lenient",
+    ),
+    ("model=smollm2_135m task=metamath task.num_beams=0", "task.num_beams=0 is invalid"),
+    (
+        "model=smollm2_135m task=metamath task.eval_sets.gsm8k.max_new_tokens=0",
+        "task.eval_sets.gsm8k.max_new_tokens=0 is invalid",
+    ),
+    (
+        "model=smollm2_135m task=metamath task.selection=best_epoch",
+        "task.selection=best_epoch would pick the epoch by test-set",
+    ),
+    (
+        "model=smollm2_135m task=commonsense task.template=fancy",
+        "task.template='fancy' is invalid; valid: clean, lorasb, loraxs",
+    ),
     ("task=cola sweep=glue_loraxs_mnli_grid", "is the grid of"),
     ("adapter=choice(lora,nope)", "adapter=nope is not a config option"),
     ("experiment=glob(zzz*)", "matches no option of experiment"),
