@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU mini version of the commonsense tables (experiment=mini_commonsense: SmolLM2-135M, the partial Commonsense170K,
-# 512 examples, 1 epoch; 24 examples of each of the 8 test sets): LoRA-XS r16 / r64 (alpha = r, lr 2e-3), LoRA-SB
+# 256 examples, 1 epoch; 16 examples of each of the 8 test sets): LoRA-XS r16 / r64 (alpha = r, lr 2e-3), LoRA-SB
 # r16 / r64 (lr 2e-3, n = 170 in batches of 10, LoRA-SB's), LoRA r8 (alpha 16, lr 2e-4) = 5 runs, under an hour on
 # two cores. The table: the final model (results/mini/mini_commonsense.*).
 #   bash scripts/mini_commonsense.sh [--dry-run] [extra overrides]
