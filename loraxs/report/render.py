@@ -141,7 +141,8 @@ def plot_losses(table: Table, path: Path) -> Path:
     n = len(table.columns)
     cols = min(n, 3)
     n_rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.0 * n_rows + 1.2), squeeze=False)
+    width = max(4.2 * cols, 7.5)  # one panel still leaves room for the title and the legend
+    fig, axes = plt.subplots(n_rows, cols, figsize=(width, 3.0 * n_rows + 1.2), squeeze=False)
     axes = list(axes.flat)
     handles: dict[str, object] = {}
     for ax, col in zip(axes, table.columns):
@@ -164,10 +165,11 @@ def plot_losses(table: Table, path: Path) -> Path:
             ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[n:]:
         ax.axis("off")
-    fig.suptitle("\n".join(textwrap.wrap(table.title, 120)), fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(table.title, int(width * 14))), fontsize=9)
+    ncol = max(1, min(5, len(handles), int(width / 1.5)))
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(5, len(handles)), fontsize=7)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) - 1) // 5), 1, 1))
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) - 1) // ncol), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
