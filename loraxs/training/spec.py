@@ -520,7 +520,7 @@ def _check_combinations(spec: RunSpec) -> None:
 
 def validate(cfg: Any) -> RunSpec:
     """:func:`build_spec`, then the cheap checks of the model source and the data files. Raises ConfigError."""
-    from .phases import check_inputs
+    from .inputs import check_inputs
 
     spec = build_spec(cfg)
     if not spec.dry_run:  # a dry run lists jobs whose data need not be here
