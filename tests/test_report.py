@@ -295,3 +295,29 @@ def test_printed_figures_equal_methods_md():
                 assert printed[("lorasb_math", model, names[cells[1]], rank, col)] == value
                 checked += 1
     assert checked == 64 + 80 + 48
+
+
+def test_columns_from_the_same_runs_share_one_loss_panel(tmp_path):
+    from loraxs.report.render import loss_panels
+
+    evals = [{f"{b}/accuracy": 0.5 for b in ("boolq", "piqa", "social_i_qa", "hellaswag", "winogrande")}]
+    evals[0].update({"ARC-Easy/accuracy": 0.5, "ARC-Challenge/accuracy": 0.5, "openbookqa/accuracy": 0.5})
+    evals[0]["average/accuracy"] = 0.5
+    for rank in (16, 64):
+        fake_run(
+            tmp_path,
+            f"cs{rank}",
+            task="commonsense",
+            method="loraxs",
+            rank=rank,
+            seed=0,
+            lr=2e-3,
+            experiment="mini_commonsense",
+            model="smollm2_135m",
+            evals=evals,
+            table="mini_commonsense",
+        )
+    table = build("mini_commonsense", load_runs(tmp_path))
+    assert loss_panels(table) == [table.columns] and len(table.columns) == 8  # one run per row: one panel
+    glue = build("lorasb_glue", load_runs(tmp_path))
+    assert loss_panels(glue) == [glue.columns]  # no runs at all: one empty panel

@@ -118,7 +118,14 @@ def plot_params(table: Table, path: Path) -> Path:
             ax.plot(*zip(*printed), "s--", color=color, alpha=0.6, label=f"{label} (printed)")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (head excluded; log scale)")
-    ax.set_ylabel(f"average over {', '.join(table.columns)}" if len(table.columns) > 1 else table.columns[0])
+    n = len(table.columns)
+    ax.set_ylabel(
+        table.columns[0]
+        if n == 1
+        else f"average over {', '.join(table.columns)}"
+        if n <= 3
+        else f"average of the {n} columns"
+    )
     ax.set_title("\n".join(textwrap.wrap(table.title, 80)), fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -131,21 +138,34 @@ def plot_params(table: Table, path: Path) -> Path:
     return path
 
 
+def loss_panels(table: Table) -> list[list[str]]:
+    """The columns of each loss panel: columns whose cells come from the same runs (an LLM table, one run per row)
+    share one panel; a GLUE table has a panel per task."""
+    panels: dict[tuple, list[str]] = {}
+    for col in table.columns:
+        key = tuple(str(r.cells[col].runs[-1].folder) if r.cells[col].runs else None for r in table.rows)
+        panels.setdefault(key, []).append(col)
+    return list(panels.values())
+
+
 def plot_losses(table: Table, path: Path) -> Path:
-    """Training loss (mean of each logging window) of the run behind each cell, one panel per column."""
+    """Training loss (mean of each logging window) of the run behind each cell, one panel per column; columns
+    whose cells come from the same runs (an LLM table: one run per row) share one panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(table.columns)
+    groups = loss_panels(table)
+    n = len(groups)
     cols = min(n, 3)
     n_rows = (n + cols - 1) // cols
     width = max(4.2 * cols, 7.5)  # one panel still leaves room for the title and the legend
     fig, axes = plt.subplots(n_rows, cols, figsize=(width, 3.0 * n_rows + 1.2), squeeze=False)
     axes = list(axes.flat)
     handles: dict[str, object] = {}
-    for ax, col in zip(axes, table.columns):
+    for ax, group in zip(axes, groups):
+        col = group[0]
         drawn = False
         for i, row in enumerate(table.rows):
             runs = row.cells[col].runs
@@ -157,7 +177,9 @@ def plot_losses(table: Table, path: Path) -> Path:
                 (line,) = ax.plot(xs, run.loss_curve, style, color=f"C{i % 10}", label=row.label, lw=1.2)
                 handles.setdefault(row.label, line)
                 drawn = True
-        ax.set_title(col, fontsize=9)
+        ax.set_title(
+            "\n".join(textwrap.wrap(", ".join(group) + (" (the same runs)" if len(group) > 1 else ""), 60)), fontsize=9
+        )
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
         ax.grid(True, alpha=0.3)
