@@ -15,6 +15,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def entrypoint(script: str, *args: str):
+    """``python experiments/<script> args...`` from the project root: the completed process (text output)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "experiments" / script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 BERT_TARGETS = ["query", "value", "attention.output.dense", "output.dense"]
 

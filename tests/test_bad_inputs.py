@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_overrides, write_tiny_commonsense, write_tiny_glue
+from conftest import ROOT, entrypoint, tiny_overrides, write_tiny_commonsense, write_tiny_glue
 
 TRAIN = ROOT / "experiments" / "train.py"
 
@@ -217,14 +217,10 @@ def test_prompts_that_fill_max_length_leave_nothing_to_train_on(tiny_llama_dir):
         keep_supervised([long, long], "train.jsonl", 16)
 
 
-def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TRAIN), *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
-
-
 def test_a_run_with_a_bad_data_file_stops_in_one_line_and_marks_its_folder_failed(tiny_model_dir, tmp_path):
     glue = write_tiny_glue(tmp_path / "glue")
     (glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\nfine\t1\nbad\tmaybe\n")
-    p = _cli([*tiny_overrides(tiny_model_dir, tmp_path / "out", glue), "task=sst2", "rank=2"])
+    p = entrypoint("train.py", *tiny_overrides(tiny_model_dir, tmp_path / "out", glue), "task=sst2", "rank=2")
     assert p.returncode == 1
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {glue / 'SST-2' / 'train.tsv'}:3: label 'maybe' is not an integer class id"]
@@ -243,7 +239,7 @@ def test_a_commonsense_run_with_a_record_lacking_its_answer(tiny_llama_dir, tmp_
     _, test = write_tiny_commonsense(tmp_path / "cs")
     bad = test / "winogrande" / "test.json"
     bad.write_text(json.dumps([{"instruction": "i", "input": "", "output": "o"}]))
-    p = _cli([*over, "rank=2", "trainer.mixed_precision=no"])
+    p = entrypoint("train.py", *over, "rank=2", "trainer.mixed_precision=no")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {bad}: record 1 lacks the field(s) answer; it has instruction, input, output"]

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_overrides, train_run
-
-TRAIN = [sys.executable, str(ROOT / "experiments" / "train.py")]
+from conftest import entrypoint, tiny_overrides, train_run
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -25,10 +21,6 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def _without(overrides: list[str], *keys: str) -> list[str]:
     return [o for o in overrides if o.split("=", 1)[0] not in keys]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*TRAIN, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
 @pytest.fixture
@@ -52,19 +44,19 @@ def killed_run(tiny_model_dir, tmp_path):
 def test_resume_refuses_an_override_that_would_change_the_run(killed_run):
     folder, _ = killed_run
     before = _digest(folder)
-    p = _cli(f"resume={folder}", "task.max_train_samples=2000")
+    p = entrypoint("train.py", f"resume={folder}", "task.max_train_samples=2000")
     assert p.returncode == 2 and p.stdout == ""
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith("error: task.max_train_samples=2000 cannot be given with resume=")
     assert "may change: task.lr, task.head_lr" in line
-    p = _cli(f"resume={folder}", "adapter=lora")  # a group change, the same way
+    p = entrypoint("train.py", f"resume={folder}", "adapter=lora")  # a group change, the same way
     assert p.returncode == 2 and p.stderr.startswith("error: adapter=lora cannot be given with resume=")
     assert _digest(folder) == before
 
 
 def test_resume_without_overrides_continues_the_saved_config(killed_run, tmp_path):
     folder, base = killed_run
-    p = _cli(f"resume={folder}", "trainer.interrupt_at_step=null")  # nothing else: not the defaults
+    p = entrypoint("train.py", f"resume={folder}", "trainer.interrupt_at_step=null")  # nothing else: not the defaults
     assert p.returncode == 0, p.stderr[-2000:]
     resumed = json.loads((folder / "metrics.json").read_text())
     full = train_run([*_without(base, "paths.output_dir"), f"paths.output_dir={tmp_path / 'uninterrupted'}"])
@@ -78,7 +70,7 @@ def test_resuming_a_finished_run_changes_nothing(tiny_model_dir, tmp_path):
     done = train_run([*tiny_overrides(tiny_model_dir, tmp_path), "rank=2"])
     folder = Path(done["run_dir"])
     before = _digest(folder)
-    p = _cli(f"resume={folder}")
+    p = entrypoint("train.py", f"resume={folder}")
     assert p.returncode == 0 and "the run has finished; nothing to do" in p.stdout
     assert _digest(folder) == before
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, minilm_dir, shared_data, tiny_overrides, train_run
+from conftest import ROOT, entrypoint, minilm_dir, shared_data, tiny_overrides, train_run
 
 from loraxs.training import TrainingError
 
@@ -280,13 +280,7 @@ def test_eval_py_on_a_full_fine_tuning_run_reproduces_its_best_dev_metric(tiny_m
     best, last = m["reported"], m["evals"][-1]
     assert best["epoch"] != last["epoch"] and best["pearson"] > last["pearson"] + 0.05  # the choice matters here
     out = tmp_path / "ev"
-    p = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "eval.py"), f"run={m['run_dir']}", f"out={out}"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    p = entrypoint("eval.py", f"run={m['run_dir']}", f"out={out}")
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["pearson"] == pytest.approx(best["pearson"], abs=1e-6)
     assert (_run_dir(m) / "model_best" / "config.json").is_file() and (_run_dir(m) / "model" / "config.json").is_file()
