@@ -78,13 +78,31 @@ def compose_config(special: dict[str, str], overrides: list[str]):
 
 
 def adapter_folder(special: dict[str, str]) -> Path | None:
+    from loraxs.adapter_files import is_adapter_folder
+
     if "adapter_dir" in special:
         return Path(special["adapter_dir"])
     if "run" in special:
         for name in ("adapter_best", "adapter"):
-            if (Path(special["run"]) / name / "adapter_config.json").is_file():
+            if is_adapter_folder(Path(special["run"]) / name):
                 return Path(special["run"]) / name
     return None
+
+
+def check_out_folder(out: str) -> None:
+    """``out=`` is a new or empty folder: an evaluation never overwrites another's files."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        fail(f"out={out} is a file; give a new folder")
+    if (path / "metrics.json").exists():
+        fail(f"out={out} already holds an evaluation (metrics.json); give a new folder")
+    from loraxs.training import ConfigError
+    from loraxs.training.inputs import check_writable_folder
+
+    try:
+        check_writable_folder("out", out)
+    except ConfigError as e:
+        fail(str(e))
 
 
 def main() -> None:
@@ -107,8 +125,22 @@ def main() -> None:
         fail(str(e))
     run = Path(special.get("run", ""))
     saved_model = next((run / n for n in ("model_best", "model") if (run / n / "config.json").is_file()), run / "model")
-    if spec.adapter.method == "full" and "run" in special and (saved_model / "config.json").is_file():
+    if spec.adapter.method == "full" and "run" in special:
+        if not (saved_model / "config.json").is_file():
+            fail(f"run={special['run']} has no saved model (model_best/ or model/); it did not finish")
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, name_or_path=str(saved_model)))
+    adapter = adapter_folder(special) if spec.adapter.method != "full" else None
+    if "run" in special and spec.adapter.method != "full" and adapter is None:
+        fail(f"run={special['run']} has no adapter_best/ or adapter/ folder; it did not finish")
+    if "out" in special:
+        check_out_folder(special["out"])
+    if adapter is not None:
+        from loraxs.io import check_adapter
+
+        try:
+            check_adapter(adapter)  # before the model loads
+        except ValueError as e:
+            fail(str(e).splitlines()[0], 1)
     try:
         evaluate_spec(spec, special)
     except (TrainingError, FileNotFoundError, RuntimeError, ValueError) as e:

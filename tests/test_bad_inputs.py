@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, entrypoint, tiny_overrides, write_tiny_commonsense, write_tiny_glue
 
 TRAIN = ROOT / "experiments" / "train.py"
@@ -270,4 +272,310 @@ def test_the_mnli_hint_names_the_files_it_checks(entry, tmp_path, capsys):
             "dev_matched.tsv, dev_mismatched.tsv missing in "
             f"{tmp_path / 'MNLI'} (expected the GLUE layout: MNLI/train.tsv, MNLI/dev_matched.tsv, MNLI/dev_mismatched.tsv)"
         )
+    )
+
+
+# ---------------------------------------------------------------------------------------------- output folders
+def _output_case(kind: str, tmp_path: Path) -> tuple[str, str]:
+    """(override, expected line) for a bad output or cache folder; the files it names are created here."""
+    afile = tmp_path / "a_file"
+    afile.write_text("keep me\n")
+    if kind == "output_dir_is_a_file":
+        return f"paths.output_dir={afile}", f"paths.output_dir={afile} is a file; give a folder"
+    if kind == "output_dir_below_a_file":
+        return f"paths.output_dir={afile}/runs", f"paths.output_dir={afile}/runs cannot be created: {afile} is a file"
+    if kind == "cache_dir_is_a_file":
+        return f"paths.cache_dir={afile}", f"paths.cache_dir={afile} is a file"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["output_dir_is_a_file", "output_dir_below_a_file", "cache_dir_is_a_file"])
+def test_bad_output_folder_is_one_line_and_leaves_the_file(kind, entry, tmp_path, capsys):
+    override, expected = _output_case(kind, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        entry.precheck([override])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {expected}"), lines
+    assert (tmp_path / "a_file").read_text() == "keep me\n"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_output_folder_is_one_line(entry, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    with pytest.raises(SystemExit):
+        entry.precheck([f"paths.output_dir={ro}/out"])
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: paths.output_dir={ro}/out is not writable by this user ({ro} is read-only)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- adapter folders
+def _saved_adapter(folder: Path, method: str = "loraxs", compact: bool = False, seed: int = 0) -> Path:
+    from conftest import BERT_TARGETS, tiny_bert
+
+    from loraxs import AdapterConfig, inject_adapters, save_adapter
+
+    model = tiny_bert(seed=seed)
+    inject_adapters(
+        model, AdapterConfig(method=method, rank=2, target_modules=BERT_TARGETS, modules_to_save=["classifier"])
+    )
+    return save_adapter(model, folder, compact=compact)
+
+
+def _break_adapter(folder: Path, kind: str) -> tuple[Path, str]:
+    """Damage a saved adapter folder; (the folder to load, the expected message)."""
+    cfg, weights = folder / "loraxs_config.json", folder / "loraxs_adapter.safetensors"
+    if kind == "missing_folder":
+        return folder / "nope", f"no adapter at {folder / 'nope'}: not a folder"
+    if kind == "empty_folder":
+        (folder.parent / "empty").mkdir()
+        return folder.parent / "empty", "loraxs_config.json is missing"
+    if kind == "config_not_json":
+        cfg.write_text("{not json")
+        return folder, f"{cfg} is not valid JSON"
+    if kind == "config_a_list":
+        cfg.write_text("[1, 2]")
+        return folder, f"{cfg} holds a JSON list, not an adapter config object"
+    if kind == "config_not_utf8":
+        cfg.write_bytes(b"\xff\xfe{")
+        return folder, f"{cfg} is not valid JSON"
+    if kind == "peft_config":
+        cfg.write_text(json.dumps({"peft_type": "LORA", "r": 2}))
+        return folder, f"{cfg} is not a loraxs-adapter config (a PEFT folder: load it with peft.PeftModel)"
+    if kind == "future_version":
+        record = json.loads(cfg.read_text())
+        cfg.write_text(json.dumps({**record, "version": 99}))
+        return folder, "unsupported format version 99; this library reads 1"
+    if kind == "weights_missing":
+        weights.unlink()
+        return folder, f"no adapter weights at {weights}"
+    if kind == "weights_truncated":
+        weights.write_bytes(weights.read_bytes()[:-64])
+        return folder, f"{weights} does not match loraxs_config.json (SHA-256 differs): the file is truncated"
+    if kind == "weights_empty":
+        weights.write_bytes(b"")
+        return folder, "SHA-256 differs"
+    if kind == "weights_from_another_save":
+        other = _saved_adapter(folder.parent / "other", seed=3)
+        weights.write_bytes((other / "loraxs_adapter.safetensors").read_bytes())
+        return folder, "SHA-256 differs"
+    raise AssertionError(kind)
+
+
+ADAPTER_CASES = [
+    "missing_folder",
+    "empty_folder",
+    "config_not_json",
+    "config_a_list",
+    "config_not_utf8",
+    "peft_config",
+    "future_version",
+    "weights_missing",
+    "weights_truncated",
+    "weights_empty",
+    "weights_from_another_save",
+]
+
+
+@pytest.mark.parametrize("kind", ADAPTER_CASES)
+def test_bad_adapter_folder_is_one_line_and_left_as_it_was(kind, tmp_path):
+    from conftest import tiny_bert
+
+    from loraxs import load_adapter
+
+    folder, expected = _break_adapter(_saved_adapter(tmp_path / "a"), kind)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else None
+    model = tiny_bert(seed=0)
+    with pytest.raises(ValueError) as info:
+        load_adapter(model, folder)
+    message = str(info.value)
+    assert "\n" not in message and expected in message, message
+    after = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else None
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("other_architecture", "was saved for 8 adapter modules that differ from this model's 4"),
+        ("other_base_weights", "is a compact LoRA-XS adapter for other base weights"),
+        ("wrong_tensor_shape", "has shape (2, 3), the model expects (2, 2)"),
+        ("missing_tensor", "is missing from loraxs_adapter.safetensors"),
+        ("foreign_head_tensor", "head tensor bert.pooler.extra names no parameter of BertForSequenceClassification"),
+    ],
+)
+def test_adapter_that_does_not_fit_the_model_is_one_line(kind, expected, tmp_path):
+    """Intact files that do not fit the model (re-hashed after editing, so only the fit is wrong)."""
+    import hashlib
+
+    from conftest import tiny_bert
+    from safetensors.torch import load_file, save_file
+
+    from loraxs import load_adapter
+
+    folder = _saved_adapter(tmp_path / "a", compact=kind == "other_base_weights")
+    model = tiny_bert(
+        seed=1 if kind == "other_base_weights" else 0,
+        **({"num_hidden_layers": 1} if kind == "other_architecture" else {}),
+    )
+    weights = folder / "loraxs_adapter.safetensors"
+    tensors = load_file(weights)
+    name = next(k for k in tensors if k.endswith("lora_R"))
+    if kind == "wrong_tensor_shape":
+        tensors[name] = torch.zeros(2, 3)
+    elif kind == "missing_tensor":
+        del tensors[name]
+    elif kind == "foreign_head_tensor":
+        tensors["bert.pooler.extra"] = torch.zeros(2)
+    if kind in ("wrong_tensor_shape", "missing_tensor", "foreign_head_tensor"):
+        save_file(tensors, weights)
+        record = json.loads((folder / "loraxs_config.json").read_text())
+        record["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        (folder / "loraxs_config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError) as info:
+        load_adapter(model, folder)
+    assert "\n" not in str(info.value) and expected in str(info.value), str(info.value)
+
+
+def test_eval_with_a_broken_adapter_stops_before_the_model_loads(tiny_model_dir, tmp_path):
+    folder, expected = _break_adapter(_saved_adapter(tmp_path / "a"), "weights_truncated")
+    out = tmp_path / "eval"
+    p = entrypoint(
+        "eval.py", f"adapter_dir={folder}", f"out={out}", *tiny_overrides(tiny_model_dir, tmp_path / "o"), "rank=2"
+    )
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith(f"error: {expected}")
+    assert "trainable parameters" not in p.stderr and not out.exists()  # stopped before the model loaded
+
+
+def test_eval_never_writes_over_another_evaluation(entry, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    p = entrypoint("eval.py", f"out={out}", "trainer.progress=false")
+    assert (
+        p.returncode == 2
+        and p.stderr.strip() == f"error: out={out} already holds an evaluation (metrics.json); give a new folder"
+    )
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_init_from_a_broken_adapter_is_refused_by_the_pre_check(entry, tmp_path, capsys):
+    folder, _ = _break_adapter(_saved_adapter(tmp_path / "run" / "adapter_best"), "weights_truncated")
+    with pytest.raises(SystemExit) as exit_info:
+        entry.precheck([f"init_from={tmp_path / 'run'}", f"paths.output_dir={tmp_path / 'out'}"])
+    err = capsys.readouterr().err.strip()
+    assert (
+        exit_info.value.code == 2
+        and err.startswith(f"error: init_from={tmp_path / 'run'}: {folder}")
+        and "\n" not in err
+    )
+    assert "SHA-256 differs" in err and not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint files
+def _checkpoint_case(path: Path, kind: str, model, opt, sched) -> str:
+    from loraxs.training import checkpoint
+
+    checkpoint.save(path, model, opt, sched, {"epoch": 1})
+    if kind == "empty":
+        path.write_bytes(b"")
+        return "is unreadable (EOFError); it may be truncated"
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+        return "is unreadable"
+    if kind == "pickled_code":
+        import pickle
+
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("echo pwned",))
+
+        path.write_bytes(pickle.dumps(Evil()))
+        return "is unreadable (UnpicklingError)"
+    if kind == "a_tensor":
+        torch.save(torch.zeros(3), path)
+        return "is not a checkpoint of this library (expected the keys model, optimizer, scheduler, progress; found Tensor)"
+    if kind == "missing_keys":
+        torch.save({"model": {}}, path)
+        return "found ['model']"
+    if kind == "foreign_tensors":
+        payload = torch.load(path, weights_only=True)
+        payload["model"]["encoder.extra.lora_R"] = torch.zeros(2, 2)
+        torch.save(payload, path)
+        return "holds tensors ['encoder.extra.lora_R'] this model lacks"
+    if kind == "wrong_shape":
+        payload = torch.load(path, weights_only=True)
+        name = next(iter(payload["model"]))
+        payload["model"][name] = torch.zeros(7, 7)
+        torch.save(payload, path)
+        return f"{name} has shape (7, 7), the model"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["empty", "truncated", "pickled_code", "a_tensor", "missing_keys", "foreign_tensors", "wrong_shape"]
+)
+def test_bad_checkpoint_is_one_line_and_left_as_it_was(kind, tmp_path):
+    from conftest import BERT_TARGETS, tiny_bert
+
+    from loraxs import AdapterConfig, inject_adapters
+    from loraxs.training import TrainingError, checkpoint
+
+    model = tiny_bert(seed=0)
+    inject_adapters(
+        model, AdapterConfig(method="loraxs", rank=2, target_modules=BERT_TARGETS, modules_to_save=["classifier"])
+    )
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    path = tmp_path / "last.pt"
+    expected = _checkpoint_case(path, kind, model, opt, sched)
+    before = path.read_bytes()
+    with pytest.raises(TrainingError) as info:
+        checkpoint.load(path, model, opt, sched)
+    assert "\n" not in str(info.value) and expected in str(info.value), str(info.value)
+    assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------- no Hub
+@pytest.mark.parametrize(
+    "reader,expected",
+    [
+        ("train", "; set task.train_path=<a JSON/JSONL file with query/response records>"),
+        ("gsm8k", "; set task.eval_sets.gsm8k.path=<a local JSON/JSONL file>"),
+        ("math", "; set task.eval_sets.math.path=<a local JSON/JSONL file>"),
+    ],
+)
+def test_without_the_hub_a_math_run_names_its_own_key(reader, expected, monkeypatch):
+    """The Hub unreachable (simulated: no network in tests): the hint names the math task's key, not GLUE's."""
+    import datasets
+    from conftest import spec_of
+
+    from loraxs.tasks.math import load_eval_rows, load_train_rows
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    task = spec_of(["model=smollm2_135m", "task=metamath"]).task
+    with pytest.raises(RuntimeError) as info:
+        load_train_rows(task) if reader == "train" else load_eval_rows(reader, task.eval_sets[reader], 4)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(expected) and "GLUE" not in message, message
+    assert message.startswith("could not load ") and "from the Hugging Face Hub (ConnectionError: " in message
+
+
+def test_a_commonsense_run_without_its_test_files_names_task_test_dir(entry, tmp_path, capsys):
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps([{"instruction": "i", "input": "", "output": "o"}]))
+    with pytest.raises(SystemExit):
+        entry.precheck(
+            ["model=smollm2_135m", "task=commonsense", f"task.train_path={train}", f"task.test_dir={tmp_path}"]
+        )
+    assert capsys.readouterr().err.strip() == (
+        f"error: task.test_dir={tmp_path}: no test file for boolq in {tmp_path / 'boolq'} (expected test.json)"
     )

@@ -54,11 +54,11 @@ def test_save_load_reproduces_outputs_exactly(tmp_path, method, compact, backend
     out = model(input_ids=ids).logits
     save_adapter(model, tmp_path / "a", compact=compact, base_model="tiny")
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["adapter_config.json", "adapter_model.safetensors"]
+    assert files == ["loraxs_adapter.safetensors", "loraxs_config.json"]
     fresh = tiny_bert(seed=0)
     load_adapter(fresh, tmp_path / "a")
     assert torch.equal(fresh(input_ids=ids).logits, out)
-    record = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    record = json.loads((tmp_path / "a" / "loraxs_config.json").read_text())
     assert record["config"]["method"] == method and record["metadata"] == {"base_model": "tiny"}
 
 
@@ -100,19 +100,19 @@ def test_compact_refused_for_lorasb_and_lora(tmp_path):
 
 def test_truncated_file_fails_clearly(tmp_path):
     save_adapter(trained("loraxs"), tmp_path / "a")
-    path = tmp_path / "a" / "adapter_model.safetensors"
+    path = tmp_path / "a" / "loraxs_adapter.safetensors"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ValueError, match=r"adapter_model.safetensors does not match adapter_config.json .*truncated"):
+    with pytest.raises(ValueError, match=r"loraxs_adapter.safetensors does not match loraxs_config.json .*truncated"):
         load_adapter(tiny_bert(seed=0), tmp_path / "a")
 
 
 def test_mismatched_files_fail_clearly(tmp_path):
     save_adapter(trained("loraxs"), tmp_path / "a")
     save_adapter(trained("loraxs", seed=5), tmp_path / "b")
-    (tmp_path / "a" / "adapter_model.safetensors").write_bytes(
-        (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
+    (tmp_path / "a" / "loraxs_adapter.safetensors").write_bytes(
+        (tmp_path / "b" / "loraxs_adapter.safetensors").read_bytes()
     )
-    with pytest.raises(ValueError, match=r"does not match adapter_config\.json"):
+    with pytest.raises(ValueError, match=r"does not match loraxs_config\.json"):
         load_adapter(tiny_bert(seed=0), tmp_path / "a")
 
 
@@ -120,7 +120,7 @@ def test_wrong_architecture_and_missing_folder(tmp_path):
     save_adapter(trained("lora"), tmp_path / "a")
     with pytest.raises(ValueError, match=r"saved for 8 adapter modules that differ"):
         load_adapter(tiny_bert(seed=0, num_hidden_layers=1), tmp_path / "a")
-    with pytest.raises(ValueError, match=r"no adapter at .*adapter_config.json is missing"):
+    with pytest.raises(ValueError, match=r"no adapter at .*nothing: not a folder"):
         load_adapter(tiny_bert(), tmp_path / "nothing")
 
 
@@ -177,8 +177,75 @@ def test_atomic_files_get_the_users_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     for f in (
-        tmp_path / "a" / "adapter_config.json",
-        tmp_path / "a" / "adapter_model.safetensors",
+        tmp_path / "a" / "loraxs_config.json",
+        tmp_path / "a" / "loraxs_adapter.safetensors",
         tmp_path / "m.json",
     ):
         assert f.stat().st_mode & 0o777 == 0o640, f  # 0o666 & ~umask, not mkstemp's 0o600
+
+
+def test_native_folder_is_not_mistaken_for_peft_and_legacy_names_still_load(tmp_path):
+    """Our folder has its own file names: PEFT finds no config of its own there (instead of a KeyError on our
+    schema). A folder written before the rename (PEFT's names, our schema) still loads."""
+    peft = pytest.importorskip("peft")
+    model = trained("loraxs")
+    ids = bert_batch(3)["input_ids"]
+    out = model(input_ids=ids).logits
+    save_adapter(model, tmp_path / "a")
+    with pytest.raises(ValueError, match=r"adapter_config\.json"):
+        peft.PeftConfig.from_pretrained(str(tmp_path / "a"))
+    (tmp_path / "a" / "loraxs_config.json").rename(tmp_path / "a" / "adapter_config.json")
+    (tmp_path / "a" / "loraxs_adapter.safetensors").rename(tmp_path / "a" / "adapter_model.safetensors")
+    fresh = tiny_bert(seed=0)
+    load_adapter(fresh, tmp_path / "a")
+    assert torch.equal(fresh(input_ids=ids).logits, out)
+
+
+def test_the_base_fingerprint_is_hashed_once_per_model_and_again_after_an_in_place_change(tmp_path, monkeypatch):
+    import hashlib
+    import types
+
+    import loraxs.io as io
+    from loraxs import merge_adapters, unmerge_adapters
+    from loraxs.io import base_fingerprint
+
+    hashed = []  # bytes hashed by loraxs.io, in weight-sized pieces
+
+    class Counting:
+        def __init__(self, *args):
+            self.h = hashlib.sha256(*args)
+
+        def update(self, data):
+            if len(data) > 1024:
+                hashed.append(len(data))
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(io, "hashlib", types.SimpleNamespace(sha256=Counting))
+    model = trained("loraxs")
+    n_weights = len(adapter_layers(model))
+    first = base_fingerprint(model)
+    save_adapter(model, tmp_path / "best", compact=True)
+    save_adapter(model, tmp_path / "best", compact=True)
+    save_adapter(model, tmp_path / "final", compact=True)
+    load_adapter(model, tmp_path / "final")
+    assert len(hashed) == n_weights  # one pass over the base weights for four uses
+    assert (
+        first
+        == hashlib.sha256(
+            b"".join(
+                n.encode() + lay.weight.detach().float().numpy().tobytes() for n, lay in adapter_layers(model).items()
+            )
+        ).hexdigest()
+    )  # the definition the files record
+    merge_adapters(model)
+    with pytest.raises(ValueError, match="is merged"):
+        base_fingerprint(model)
+    unmerge_adapters(model)
+    base_fingerprint(model)
+    assert len(hashed) == 2 * n_weights  # merged and unmerged: W changed in place, hashed again
+    with torch.no_grad():
+        next(iter(adapter_layers(model).values())).weight.add_(1.0)
+    assert base_fingerprint(model) != first and len(hashed) == 3 * n_weights

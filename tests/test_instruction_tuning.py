@@ -46,7 +46,7 @@ def test_metamath_run_writes_predictions_and_accuracy(tiny_llama_dir, tmp_path):
     assert len(rows) == 4 and set(rows[0]) == {"id", "generated", "extracted", "gold", "correct"}
     assert m["evals"][0]["gsm8k/accuracy"] == sum(r["correct"] for r in rows) / 4
     assert m["trainable"]["adapter"] == 2 * 7 * 16  # 2 layers x 7 targets x r²
-    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert (run_dir / "adapter" / "loraxs_config.json").is_file()
 
 
 @pytest.mark.parametrize("adapter", ["lora", "loraxs", "loraxs_random", "lorasb", "full"])

@@ -74,7 +74,7 @@ def test_two_processes_give_the_same_lorasb_factors_as_one(tiny_model_dir, tmp_p
         (run_dir,) = list((out / "runs").iterdir())
         m = json.loads((run_dir / "metrics.json").read_text())
         assert (m["init"]["lorasb_samples"], m["init"]["lorasb_batch_size"]) == (6, 2)
-        tensors[nproc] = load_file(run_dir / "adapter" / "adapter_model.safetensors")
+        tensors[nproc] = load_file(run_dir / "adapter" / "loraxs_adapter.safetensors")
     one, two = tensors[1], tensors[2]
     factors = [k for k in one if k.endswith(("lora_A", "lora_B", "lora_R"))]
     assert len(factors) == 3 * 8 and one.keys() == two.keys()

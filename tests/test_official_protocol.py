@@ -271,7 +271,7 @@ def test_val_loss_selection_restores_the_best_checkpoint(tiny_llama_dir, tmp_pat
     assert len(m["evals"]) == 1 and m["reported"] == m["evals"][0]
     assert m["reported"]["selected"] == f"val_loss_step{best['step']}"
     run_dir = Path(m["run_dir"])
-    final = load_file(run_dir / "adapter" / "adapter_model.safetensors")
-    kept = load_file(run_dir / "adapter_best" / "adapter_model.safetensors")
+    final = load_file(run_dir / "adapter" / "loraxs_adapter.safetensors")
+    kept = load_file(run_dir / "adapter_best" / "loraxs_adapter.safetensors")
     assert final.keys() == kept.keys() and all((final[k] == kept[k]).all() for k in final)
     assert (run_dir / "predictions" / f"boolq_val_loss_step{best['step']}.jsonl").is_file()

@@ -196,5 +196,5 @@ def test_llm_tasks_never_pick_an_epoch_on_the_test_sets():
 def test_max_steps_zero_saves_and_evaluates_the_initialised_adapter(tiny_model_dir, tmp_path):
     m = train_run([*tiny_overrides(tiny_model_dir, tmp_path), "rank=4", "trainer.max_steps=0"])
     assert m["total_steps"] == 0 and [(e["epoch"], e["step"]) for e in m["evals"]] == [(0, 0)]
-    assert (Path(m["run_dir"]) / "adapter" / "adapter_model.safetensors").is_file()
+    assert (Path(m["run_dir"]) / "adapter" / "loraxs_adapter.safetensors").is_file()
     assert torch.isfinite(torch.tensor(m["reported"]["accuracy"]))

@@ -84,12 +84,12 @@ def test_init_from_carries_r_and_the_head_only_when_asked(with_head, tiny_model_
     from safetensors.torch import load_file
 
     src = train_run([*tiny_overrides(tiny_model_dir, tmp_path / "src"), "rank=4", "task.epochs=2"])
-    before = load_file(_run_dir(src) / "adapter_best" / "adapter_model.safetensors")
+    before = load_file(_run_dir(src) / "adapter_best" / "loraxs_adapter.safetensors")
     over = [*tiny_overrides(tiny_model_dir, tmp_path / "dst"), "rank=4", "trainer.max_steps=0"]
     fresh = train_run(over)  # the same run without init_from: its head is the fresh init
     dst = train_run([*over, f"init_from={_run_dir(src)}", f"init_from_head={str(with_head).lower()}"])
-    after = load_file(_run_dir(dst) / "adapter" / "adapter_model.safetensors")
-    fresh_head = load_file(_run_dir(fresh) / "adapter" / "adapter_model.safetensors")
+    after = load_file(_run_dir(dst) / "adapter" / "loraxs_adapter.safetensors")
+    fresh_head = load_file(_run_dir(fresh) / "adapter" / "loraxs_adapter.safetensors")
     assert before.keys() == after.keys()
     heads = [k for k in before if k.startswith(("classifier", "bert.pooler"))]
     assert heads and all(k.endswith(("lora_A", "lora_B", "lora_R")) for k in set(before) - set(heads))
@@ -284,3 +284,30 @@ def test_eval_py_on_a_full_fine_tuning_run_reproduces_its_best_dev_metric(tiny_m
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["pearson"] == pytest.approx(best["pearson"], abs=1e-6)
     assert (_run_dir(m) / "model_best" / "config.json").is_file() and (_run_dir(m) / "model" / "config.json").is_file()
+
+
+def test_every_finished_run_writes_a_peft_folder_of_its_reported_adapter(tiny_model_dir, tmp_path):
+    """``adapter_peft/`` holds the best epoch's adapter (not the last epoch's) as standard PEFT LoRA: PEFT loads it
+    onto the base model and gives the logits of our own adapter_best."""
+    peft = pytest.importorskip("peft")
+    from transformers import AutoModelForSequenceClassification
+
+    from loraxs import load_adapter
+
+    m = train_run([*tiny_overrides(tiny_model_dir, tmp_path), "task.epochs=3", "rank=4", "task.lr=5e-3"])
+    run_dir = _run_dir(m)
+    config = json.loads((run_dir / "adapter_peft" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["task_type"] == "SEQ_CLS"
+    assert config["base_model_name_or_path"] == str(tiny_model_dir)
+    ids = torch.randint(1, 60, (3, 9), generator=torch.Generator().manual_seed(0))
+
+    def base():
+        return AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+
+    ours = load_adapter(base(), run_dir / "adapter_best")(input_ids=ids).logits
+    theirs = peft.PeftModel.from_pretrained(base(), run_dir / "adapter_peft").eval()(input_ids=ids).logits
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)
+    final = load_adapter(base(), run_dir / "adapter")(input_ids=ids).logits
+    assert m["reported"]["epoch"] < 3  # this seed and lr peak before the last epoch: the export must pick the best
+    assert not torch.allclose(final, theirs, atol=1e-4)
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary folder left

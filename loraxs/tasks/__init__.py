@@ -65,7 +65,10 @@ def check_data(spec: Any) -> None:
         for b in spec.benchmarks:
             if b not in BENCHMARKS:
                 raise ValueError(f"task.benchmarks: {b!r} is unknown; valid: {', '.join(BENCHMARKS)}")
-            test_file(spec.test_dir, b)
+            try:
+                test_file(spec.test_dir, b)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"task.test_dir={spec.test_dir}: {e}") from None
 
 
 # training-set sizes of the Hub datasets the configs name (for dry-run cost estimates without downloading)

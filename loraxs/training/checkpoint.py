@@ -44,6 +44,13 @@ def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[s
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise TrainingError(f"checkpoint {path} is unreadable ({type(e).__name__}); it may be truncated") from None
+    keys = ("model", "optimizer", "scheduler", "progress")
+    if not isinstance(payload, dict) or not all(k in payload for k in keys):
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise TrainingError(
+            f"checkpoint {path} is not a checkpoint of this library (expected the keys {', '.join(keys)}; "
+            f"found {found})"
+        )
     params = dict(model.named_parameters())
     missing = sorted(set(payload["model"]) - set(params))
     if missing:

@@ -15,6 +15,7 @@ checkpoint with the lowest loss on ``task.val_set_size`` held-out training examp
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,7 @@ def _train(
             _save_model(unwrapped, tokenizer, run_dir / "model")
         else:
             save_adapter(unwrapped, run_dir / "adapter", task=t.name, base_model=spec.model.name_or_path)
+            _export_peft(unwrapped, spec, run_dir, reported)
     metrics.update(
         _summary(progress),
         reported=reported,
@@ -351,9 +353,34 @@ def _restore_adapter(model: torch.nn.Module, folder: Path) -> None:
     """Copy the tensors of an adapter folder saved from this run back into ``model`` (same names)."""
     from safetensors.torch import load_file
 
+    from ..adapter_files import adapter_paths
+
     params = dict(model.named_parameters())
-    for name, tensor in load_file(folder / "adapter_model.safetensors").items():
+    for name, tensor in load_file(adapter_paths(folder)[1]).items():
         params[name].copy_(tensor.to(params[name]))
+
+
+def _export_peft(model: torch.nn.Module, spec: RunSpec, run_dir: Path, reported: dict[str, Any]) -> None:
+    """``adapter_peft/``: the reported adapter (the selected epoch's or step's, else the final one) as a standard
+    PEFT LoRA folder that ``peft.PeftModel.from_pretrained`` and vLLM load; the model is left as it was."""
+    from .. import export_peft_lora
+    from ..models import causal_lm_path, resolve
+
+    decoder = spec.model.kind == "decoder"
+    base = causal_lm_path(spec.model, spec.paths.cache_dir) if decoder else resolve(spec.model.name_or_path)
+    selected = reported.get("selected") or (
+        "best_epoch" if spec.task.selection == "best_epoch" and (run_dir / "adapter_best").is_dir() else None
+    )
+    if selected:
+        _restore_adapter(model, run_dir / "adapter_best")
+    task_type = "CAUSAL_LM" if decoder else "SEQ_CLS"
+    _replace_folder(
+        run_dir / "adapter_peft",
+        lambda tmp: export_peft_lora(model, tmp, base_model_name_or_path=base, task_type=task_type),
+    )
+    if selected:
+        _restore_adapter(model, run_dir / "adapter")
+    LOG.info("PEFT LoRA copy of the reported adapter: %s", run_dir / "adapter_peft")
 
 
 def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str, Any]]]) -> None:
@@ -364,14 +391,21 @@ def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str,
 
 
 def _save_model(model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
-    """A whole model (full fine-tuning) as a HF folder, replaced atomically: written under a temporary name, then
-    renamed into place (a reader never sees half a folder)."""
-    import shutil
+    """A whole model (full fine-tuning) as a HF ``save_pretrained`` folder, replaced atomically."""
 
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    _replace_folder(dest, write)
+
+
+def _replace_folder(dest: Path, write: Any) -> None:
+    """``write(tmp)`` fills a temporary folder beside ``dest``, which is then renamed into place (a reader never
+    sees half a folder; a crash leaves ``dest`` as it was and a ``.tmp`` folder that the next start removes)."""
     tmp, old = dest.with_name(f".{dest.name}.tmp"), dest.with_name(f".{dest.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    write(tmp)
     if dest.exists():
         dest.rename(old)
     tmp.rename(dest)
