@@ -197,7 +197,7 @@ def job(cfg) -> float | None:
 
                 print(f"exported {export(folder, spec.export_to)}", flush=True)
             return metrics.get("reported", {}).get(metrics.get("main_metric"))
-        unfinished = [d for d, m in previous if m.get("status") in ("running", "interrupted")]
+        unfinished = [d for d, m in previous if m.get("status") in ("running", "interrupted", "preempted")]
         if unfinished and (unfinished[-1] / "checkpoints" / "last.pt").is_file():
             spec = dataclasses.replace(spec, resume=str(unfinished[-1]))
             print(f"resuming {spec.name} seed={spec.seed} in {unfinished[-1]}", flush=True)
@@ -207,11 +207,13 @@ def job(cfg) -> float | None:
 def execute(spec, resolved: dict, info: dict, multirun: bool = False) -> float | None:
     """Run one job and print its result line; a run that cannot go on exits 1 (alone) or is recorded and the
     grid goes on (multirun)."""
-    from loraxs.training import TrainingError
+    from loraxs.training import EXIT_PREEMPTED, Preempted, TrainingError
     from loraxs.training.loop import run
 
     try:
         metrics = run(spec, resolved, info)
+    except Preempted as e:  # SIGTERM / SIGUSR1: checkpointed; a requeued job (or resume=) continues
+        fail(str(e), EXIT_PREEMPTED)
     except (TrainingError, FileNotFoundError, RuntimeError, ValueError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         if not multirun:
