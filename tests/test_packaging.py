@@ -85,3 +85,16 @@ def test_the_wheel_has_one_version_py_typed_and_its_data(tmp_path):
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert f"Version: {loraxs.__version__}" in metadata and "Provides-Extra: train" in metadata
     assert "Requires-Dist: transformers>=4.56" in metadata
+
+
+def test_the_accelerate_config_files_load():
+    """scripts/accelerate/*.yaml are valid Accelerate config files (they are run on GPUs only)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    ddp = load_config_from_file(str(ROOT / "scripts" / "accelerate" / "ddp.yaml"))
+    fsdp = load_config_from_file(str(ROOT / "scripts" / "accelerate" / "fsdp.yaml"))
+    assert str(ddp.distributed_type).endswith("MULTI_GPU") and str(fsdp.distributed_type).endswith("FSDP")
+    assert fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert (
+        "trainer.checkpoint_every=0 trainer.checkpoint_steps=0" in (ROOT / "scripts/accelerate/fsdp.yaml").read_text()
+    )

@@ -311,3 +311,66 @@ def test_every_finished_run_writes_a_peft_folder_of_its_reported_adapter(tiny_mo
     assert m["reported"]["epoch"] < 3  # this seed and lr peak before the last epoch: the export must pick the best
     assert not torch.allclose(final, theirs, atol=1e-4)
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_the_logged_loss_is_the_mean_over_the_accumulation_window_and_the_processes(tmp_path):
+    """torchrun 2 processes x grad_accum 2: the first logged loss is the mean loss of the four micro-batches of
+    step 1 (two per process) under the initial model, not the last micro-batch of process 0. LoRA starts at
+    B = 0, so the initial model is the base model; dropout is off, so the loss is a function of the batch."""
+    import shutil
+
+    from conftest import minilm_dir, spec_of
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    from loraxs.tasks import build_task
+    from loraxs.training.phases import EpochSampler
+
+    model_dir = tmp_path / "bert"
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(model_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_dir() / name).exists():
+            shutil.copy(minilm_dir() / name, model_dir / name)
+    over = [
+        *tiny_overrides(model_dir, tmp_path / "out"),
+        "adapter=lora",
+        "rank=4",
+        "adapter.dropout=0.0",
+        "task.batch_size=4",
+        "trainer.grad_accum=2",
+        "trainer.log_every=1",
+        "trainer.max_steps=1",
+        "task.max_train_samples=32",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "experiments" / "train.py"),
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([*cmd, *over], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "out" / "runs").iterdir())
+    logged = json.loads((run_dir / "metrics.json").read_text())["train_loss_windows"]
+
+    spec = spec_of(over)
+    task = build_task(spec.task, AutoTokenizer.from_pretrained(model_dir))
+    order = EpochSampler(len(task.train), spec.seed).permutation(1)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():  # global batches 0-3: process 0 takes 0 and 2, process 1 takes 1 and 3
+        losses = [model(**task.collate([task.train[i] for i in order[4 * b : 4 * b + 4]])).loss for b in range(4)]
+    assert logged == [pytest.approx(torch.stack(losses).mean().item(), abs=1e-5)]
+    assert abs(logged[0] - losses[2].item()) > 1e-3  # what was logged before: process 0's last micro-batch

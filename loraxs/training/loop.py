@@ -75,6 +75,19 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
 
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     LOG.info("run folder: %s", run_dir)
+    if str(accelerator.distributed_type).endswith("FSDP") and (
+        spec.trainer.checkpoint_every or spec.trainer.checkpoint_steps
+    ):
+        raise TrainingError(
+            "resumable checkpoints are not implemented under FSDP (the optimizer state is sharded); set "
+            "trainer.checkpoint_every=0 trainer.checkpoint_steps=0 (the final and best models are saved correctly)"
+        )
+    LOG.info(
+        "%d process(es), %s, mixed precision %s",
+        accelerator.num_processes,
+        str(accelerator.distributed_type).split(".")[-1],
+        accelerator.mixed_precision,
+    )
     tracker = Tracker(spec, resolved, run_dir, main)
     prior = run_dir / "metrics.json"
     metrics: dict[str, Any] = json.loads(prior.read_text()) if spec.resume and prior.is_file() else {**(info or {})}
@@ -273,6 +286,7 @@ def _train(
             loader.set_epoch(epoch)
             rng = progress["rng"][accelerator.process_index]
         progress["batches_done"] = 0
+        window_sum, window_n = 0.0, 0  # the training loss of the current accumulation window
         model.train()
         bar = tqdm(
             loader,
@@ -297,9 +311,13 @@ def _train(
                     if not accelerator.optimizer_step_was_skipped:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+            window_sum, window_n = window_sum + loss.detach().float(), window_n + 1
             if accelerator.sync_gradients:
                 step += 1
-                value = loss.item()
+                # the logged loss: the mean over the accumulation window's micro-batches and over the processes
+                mean = window_sum / window_n
+                value = (accelerator.reduce(mean, "mean") if accelerator.num_processes > 1 else mean).item()
+                window_sum, window_n = 0.0, 0
                 progress["last_loss"] = value
                 progress["window"].append(value)
                 if len(progress["window"]) == spec.trainer.log_every:
@@ -334,8 +352,8 @@ def _train(
             if progress["best_epoch"] == epoch and t.selection == "best_epoch":
                 if main and spec.trainer.save_best_adapter and spec.adapter.method != "full":
                     save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", epoch=epoch, task=t.name)
-                elif main and spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
-                    _save_model(accelerator.unwrap_model(model), tokenizer, run_dir / "model_best")
+                elif spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
+                    _save_model(accelerator, model, tokenizer, run_dir / "model_best")
         progress["epoch"] = epoch
         progress["step"] = step
         progress["train_time"] = time.time() - t_train
@@ -371,10 +389,10 @@ def _train(
         reported = progress["evals"][-1]
 
     # ---- final adapter and metrics
+    if spec.adapter.method == "full":
+        _save_model(accelerator, model, tokenizer, run_dir / "model")
     if main:
-        if spec.adapter.method == "full":
-            _save_model(unwrapped, tokenizer, run_dir / "model")
-        else:
+        if spec.adapter.method != "full":
             save_adapter(unwrapped, run_dir / "adapter", task=t.name, base_model=spec.model.name_or_path)
             _export_peft(unwrapped, spec, run_dir, reported)
     metrics.update(
@@ -473,14 +491,19 @@ def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str,
         write_text_atomic(folder / f"{split}_{label}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _save_model(model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
-    """A whole model (full fine-tuning) as a HF ``save_pretrained`` folder, replaced atomically."""
+def _save_model(accelerator: Any, model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
+    """A whole model (full fine-tuning) as a HF ``save_pretrained`` folder, replaced atomically. Every process
+    calls it: ``accelerator.get_state_dict`` gathers the full weights (sharded under FSDP) and the main process
+    writes them."""
+    state_dict = accelerator.get_state_dict(model)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    _replace_folder(dest, write)
+    if accelerator.is_main_process:
+        _replace_folder(dest, write)
+    accelerator.wait_for_everyone()
 
 
 def _replace_folder(dest: Path, write: Any) -> None:

@@ -167,7 +167,12 @@ def attach_adapter(
         inject_adapters(model, cfg, init=init)
         return {"lorasb_eta": eta, "lorasb_samples": len(first), "lorasb_batch_size": eg_bs}
     inject_adapters(model, cfg, progress=progress)
-    LOG.info("adapter initialised by %s's init (%s)", cfg.method, cfg.svd_backend if cfg.method == "loraxs" else "-")
+    if cfg.method == "full":
+        LOG.info("full fine-tuning: every weight trains")
+    else:
+        LOG.info(
+            "adapter initialised by %s's init%s", cfg.method, f" ({cfg.svd_backend})" if cfg.method == "loraxs" else ""
+        )
     return {}
 
 
