@@ -223,7 +223,10 @@ def _train(
     t_train = time.time() - float(progress["train_time"])
 
     def record_eval(epoch: int, label: str | None = None) -> dict[str, Any]:
+        nonlocal t_train
+        started = time.time()
         values, preds = evaluate(task, model, accelerator, spec)
+        t_train += time.time() - started  # train_time_s counts training only
         if main:
             _write_predictions(run_dir / "predictions", label or f"epoch{epoch}", preds)
         rec = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}
@@ -237,7 +240,10 @@ def _train(
         return rec
 
     def check_validation() -> None:
+        nonlocal t_train
+        started = time.time()
         loss = validation_loss(task, accelerator.unwrap_model(model), accelerator, spec)
+        t_train += time.time() - started
         progress["val_losses"].append({"step": step, "loss": loss})
         tracker.log({"val/loss": loss}, step)
         if progress["best_val"] is None or loss < progress["best_val"]["loss"]:
