@@ -356,10 +356,10 @@ def _train(
             rec = record_eval(epoch)
             _update_best(progress, rec, epoch, t.main_metric)
             if progress["best_epoch"] == epoch and t.selection == "best_epoch":
-                if main and spec.trainer.save_best_adapter and spec.adapter.method != "full":
+                if spec.trainer.save_best_adapter and spec.adapter.method == "full":  # the best epoch's model
+                    _save_model(accelerator, model, tokenizer, run_dir / "model_best")  # (every process gathers)
+                elif spec.trainer.save_best_adapter and main:
                     save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", epoch=epoch, task=t.name)
-                elif spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
-                    _save_model(accelerator, model, tokenizer, run_dir / "model_best")
         progress["epoch"] = epoch
         progress["step"] = step
         progress["train_time"] = time.time() - t_train

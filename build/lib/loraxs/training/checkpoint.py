@@ -1,9 +1,11 @@
-"""Resumable checkpoints: one ``torch.save`` file written atomically, read with ``weights_only=True``.
+"""Resumable checkpoints: ``checkpoints/last.pt``, one ``torch.save`` file written atomically, read with
+``weights_only=True``; the ``keep - 1`` before it stay as ``checkpoints/step-<n>.pt`` (hard links, no copy).
 
-It holds the adapter tensors (trainable ones and the frozen A, B), the head, the optimizer and scheduler
-states, the epoch and step counters, the evaluation history and the elapsed training time. Data order and
-dropout are re-seeded from (seed, epoch), so continuing after the last finished epoch repeats the
-uninterrupted run exactly on CPU.
+A checkpoint holds the adapter tensors (trainable ones and the frozen A, B), the head, the optimizer and
+scheduler states, the epoch and step counters, the batches consumed in the current epoch, the torch random
+states, the evaluation history and the elapsed training time. Data order is seeded from (seed, epoch), so a
+resume replays the same order, skips the consumed batches and restores the dropout random state: it repeats
+the uninterrupted run exactly on CPU, from an epoch end or from the middle of an epoch.
 """
 
 from __future__ import annotations
@@ -27,8 +29,35 @@ def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def save(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, progress: dict[str, Any]) -> None:
+def rng_state() -> dict[str, Any]:
+    """The torch random states (CPU, and every CUDA device when there is one)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(
+    path: Path,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    progress: dict[str, Any],
+    keep: int = 1,
+    previous_step: int | None = None,
+) -> None:
+    """Write the checkpoint to ``path`` atomically; with ``keep > 1`` the previous ``path`` (saved at optimizer
+    step ``previous_step``; read from the file when not given) stays as ``step-<n>.pt`` beside it, and only the
+    ``keep - 1`` newest of those are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if keep > 1 and path.is_file():
+        _keep_previous(path, keep, previous_step)
     payload = {
         "model": state_tensors(model),
         "optimizer": optimizer.state_dict(),
@@ -36,6 +65,25 @@ def save(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, progress:
         "progress": progress,
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _keep_previous(path: Path, keep: int, step: int | None) -> None:
+    import os
+    import shutil
+
+    if step is None:
+        try:
+            step = int(torch.load(path, map_location="cpu", weights_only=True)["progress"]["step"])
+        except Exception:  # an unreadable previous checkpoint is not worth keeping
+            return
+    older = path.with_name(f"step-{step:08d}.pt")
+    if not older.exists():
+        try:
+            os.link(path, older)
+        except OSError:  # no hard links on this filesystem
+            shutil.copy2(path, older)
+    for stale in sorted(path.parent.glob("step-*.pt"))[: -(keep - 1)]:
+        stale.unlink()
 
 
 def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:

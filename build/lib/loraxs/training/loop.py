@@ -28,7 +28,7 @@ from .. import count_trainable, save_adapter
 from ..io import write_text_atomic
 from ..tasks import build_task
 from . import checkpoint, run_folder
-from .errors import TrainingError
+from .errors import EXIT_PREEMPTED, Preempted, TrainingError
 from .phases import (
     EpochSampler,
     attach_adapter,
@@ -42,6 +42,7 @@ from .phases import (
 )
 from .resume import apply_lr_change
 from .run_folder import LOG
+from .signals import StopRequest
 from .spec import RunSpec
 from .tracker import Tracker
 
@@ -66,11 +67,27 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
     main = accelerator.is_main_process
     run_dir = run_folder.shared(accelerator, Path(spec.paths.output_dir), spec.name, spec.resume)
     run_folder.setup_logging(run_dir, main)
+    if main and spec.resume is not None:
+        for leftover in run_folder.remove_temp_files(run_dir):
+            LOG.info("removed %s (left by an interrupted write)", leftover)
     if main and spec.resume is None:
         from omegaconf import OmegaConf
 
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     LOG.info("run folder: %s", run_dir)
+    if str(accelerator.distributed_type).endswith("FSDP") and (
+        spec.trainer.checkpoint_every or spec.trainer.checkpoint_steps
+    ):
+        raise TrainingError(
+            "resumable checkpoints are not implemented under FSDP (the optimizer state is sharded); set "
+            "trainer.checkpoint_every=0 trainer.checkpoint_steps=0 (the final and best models are saved correctly)"
+        )
+    LOG.info(
+        "%d process(es), %s, mixed precision %s",
+        accelerator.num_processes,
+        str(accelerator.distributed_type).split(".")[-1],
+        accelerator.mixed_precision,
+    )
     tracker = Tracker(spec, resolved, run_dir, main)
     prior = run_dir / "metrics.json"
     metrics: dict[str, Any] = json.loads(prior.read_text()) if spec.resume and prior.is_file() else {**(info or {})}
@@ -91,15 +108,17 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
         }
     )
     tracker.write_metrics(metrics)
+    stop = StopRequest().install()
     try:
-        return _train(spec, accelerator, run_dir, tracker, t0, metrics)
+        return _train(spec, accelerator, run_dir, tracker, t0, metrics, stop)
     except BaseException as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        status = {KeyboardInterrupt: "interrupted", Preempted: "preempted"}.get(type(e), "failed")
         error = (str(e).splitlines() or [type(e).__name__])[0]
         LOG.error("%s: %s", status, error)
         tracker.write_metrics({**metrics, "status": status, "error": error})
         raise
     finally:
+        stop.uninstall()
         tracker.finish()
         run_folder.close_logging()
         accelerator.end_training()
@@ -109,7 +128,13 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
 
 
 def _train(
-    spec: RunSpec, accelerator, run_dir: Path, tracker: Tracker, t0: float, metrics: dict[str, Any]
+    spec: RunSpec,
+    accelerator,
+    run_dir: Path,
+    tracker: Tracker,
+    t0: float,
+    metrics: dict[str, Any],
+    stop: StopRequest,
 ) -> dict[str, Any]:
     main = accelerator.is_main_process
     o, t = spec.optim, spec.task
@@ -161,11 +186,23 @@ def _train(
         "loss_windows": [],  # mean training loss of every trainer.log_every steps
         "window": [],
         "init": init_info,
+        "batches_done": 0,  # micro-batches of epoch (epoch + 1) consumed when the checkpoint was written
+        "rng": None,  # per process: the torch random states at that moment (dropout)
+        "accumulation_step": 0,  # Accelerate's micro-batch counter (when gradients synchronise)
     }
     if spec.resume:
         wanted = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # the resumed config's lrs
         progress.update(checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler))
-        LOG.info("resumed from %s after epoch %d (step %d)", ckpt_path, progress["epoch"], progress["step"])
+        LOG.info(
+            "resumed from %s after epoch %d%s (step %d)",
+            ckpt_path,
+            progress["epoch"],
+            f" and {progress['batches_done']} batches of epoch {progress['epoch'] + 1}"
+            if progress["batches_done"]
+            else "",
+            progress["step"],
+        )
+        accelerator.step = int(progress["accumulation_step"])
         for old, new in apply_lr_change(optimizer, scheduler, wanted):
             LOG.info(
                 "learning rate changed on resume: %g -> %g (the schedule goes on from step %d)",
@@ -186,7 +223,10 @@ def _train(
     t_train = time.time() - float(progress["train_time"])
 
     def record_eval(epoch: int, label: str | None = None) -> dict[str, Any]:
+        nonlocal t_train
+        started = time.time()
         values, preds = evaluate(task, model, accelerator, spec)
+        t_train += time.time() - started  # train_time_s counts training only
         if main:
             _write_predictions(run_dir / "predictions", label or f"epoch{epoch}", preds)
         rec = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], **values}
@@ -200,7 +240,10 @@ def _train(
         return rec
 
     def check_validation() -> None:
+        nonlocal t_train
+        started = time.time()
         loss = validation_loss(task, accelerator.unwrap_model(model), accelerator, spec)
+        t_train += time.time() - started
         progress["val_losses"].append({"step": step, "loss": loss})
         tracker.log({"val/loss": loss}, step)
         if progress["best_val"] is None or loss < progress["best_val"]["loss"]:
@@ -210,15 +253,58 @@ def _train(
             LOG.info("step %d: validation loss %.4f (best so far)", step, loss)
         accelerator.wait_for_everyone()
 
+    saved_at = {"step": int(progress["step"]) if spec.resume else None}  # the step of checkpoints/last.pt
+
+    def save_checkpoint(batches_done: int) -> None:
+        """checkpoints/last.pt (atomic), ``batches_done`` micro-batches into epoch ``progress["epoch"] + 1``."""
+        from accelerate.utils import gather_object
+
+        states = gather_object([checkpoint.rng_state()]) if accelerator.num_processes > 1 else [checkpoint.rng_state()]
+        progress.update(
+            step=step,
+            batches_done=batches_done,
+            rng=states,
+            accumulation_step=accelerator.step,
+            train_time=time.time() - t_train,
+        )
+        if main:
+            keep, previous = spec.trainer.keep_checkpoints, saved_at["step"]
+            checkpoint.save(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler, progress, keep, previous)
+        saved_at["step"] = step
+        accelerator.wait_for_everyone()
+
+    def stop_requested() -> bool:
+        """A stop signal reached any process (all processes agree, so they checkpoint and stop together)."""
+        flag = stop.signum is not None
+        if accelerator.num_processes > 1:
+            flag = bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item())
+        return flag
+
     # ---- epochs
     for epoch in range(int(progress["epoch"]) + 1, o.epochs + 1):
         if step >= total_steps:
             break
         train_loader.set_epoch(epoch)  # the prepared loader passes it to EpochSampler (its own counter would not)
         _seed_everything(spec.seed * 1000 + epoch + 7919 * accelerator.process_index)
+        skip, loader, rng = int(progress["batches_done"]), train_loader, None
+        if skip:  # resuming mid-epoch: the same order, the consumed batches skipped, the random state restored
+            loader = accelerator.skip_first_batches(train_loader, skip)
+            loader.set_epoch(epoch)
+            rng = progress["rng"][accelerator.process_index]
+        progress["batches_done"] = 0
+        window_sum, window_n = 0.0, 0  # the training loss of the current accumulation window
         model.train()
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{o.epochs}", disable=not (main and spec.trainer.progress))
-        for batch in bar:
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch}/{o.epochs}",
+            initial=skip,
+            total=len(train_loader),
+            disable=not (main and spec.trainer.progress),
+        )
+        for batches_done, batch in enumerate(bar, start=skip + 1):
+            if rng is not None:  # restored after the loader's iterator exists (creating it draws a seed)
+                checkpoint.set_rng_state(rng)
+                rng = None
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if not torch.isfinite(loss.detach()).all():
@@ -231,9 +317,13 @@ def _train(
                     if not accelerator.optimizer_step_was_skipped:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+            window_sum, window_n = window_sum + loss.detach().float(), window_n + 1
             if accelerator.sync_gradients:
                 step += 1
-                value = loss.item()
+                # the logged loss: the mean over the accumulation window's micro-batches and over the processes
+                mean = window_sum / window_n
+                value = (accelerator.reduce(mean, "mean") if accelerator.num_processes > 1 else mean).item()
+                window_sum, window_n = 0.0, 0
                 progress["last_loss"] = value
                 progress["window"].append(value)
                 if len(progress["window"]) == spec.trainer.log_every:
@@ -246,6 +336,16 @@ def _train(
                     check_validation()
                 if step >= total_steps:
                     break
+                every_steps = spec.trainer.checkpoint_steps
+                if every_steps and step % every_steps == 0 and batches_done < len(train_loader):
+                    save_checkpoint(batches_done)
+                if stop_requested():
+                    if saved_at["step"] != step:
+                        save_checkpoint(batches_done)
+                    raise Preempted(
+                        f"stopped by {stop.name} at step {step} with a checkpoint; continue with resume={run_dir} "
+                        f"(exit code {EXIT_PREEMPTED})"
+                    )
                 if spec.trainer.interrupt_at_step and step == spec.trainer.interrupt_at_step:
                     raise KeyboardInterrupt(f"trainer.interrupt_at_step={step}")
         bar.close()
@@ -258,17 +358,24 @@ def _train(
             if progress["best_epoch"] == epoch and t.selection == "best_epoch":
                 if main and spec.trainer.save_best_adapter and spec.adapter.method != "full":
                     save_adapter(accelerator.unwrap_model(model), run_dir / "adapter_best", epoch=epoch, task=t.name)
-                elif main and spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
-                    _save_model(accelerator.unwrap_model(model), tokenizer, run_dir / "model_best")
+                elif spec.trainer.save_best_adapter:  # full fine-tuning keeps its best epoch's model too
+                    _save_model(accelerator, model, tokenizer, run_dir / "model_best")
         progress["epoch"] = epoch
         progress["step"] = step
         progress["train_time"] = time.time() - t_train
         every = spec.trainer.checkpoint_every
-        if main and every and (epoch % every == 0 or last):
-            checkpoint.save(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler, progress)
+        if every and (epoch % every == 0 or last):
+            save_checkpoint(0)
         metrics.update(_summary(progress), finished=False)
         tracker.write_metrics(metrics)
         accelerator.wait_for_everyone()
+        if not last and stop_requested():  # a signal during the evaluation: stop at the epoch boundary
+            if saved_at["step"] != step:
+                save_checkpoint(0)
+            raise Preempted(
+                f"stopped by {stop.name} after epoch {epoch} with a checkpoint; continue with resume={run_dir} "
+                f"(exit code {EXIT_PREEMPTED})"
+            )
 
     # ---- the reported evaluation
     unwrapped = accelerator.unwrap_model(model)
@@ -288,10 +395,10 @@ def _train(
         reported = progress["evals"][-1]
 
     # ---- final adapter and metrics
+    if spec.adapter.method == "full":
+        _save_model(accelerator, model, tokenizer, run_dir / "model")
     if main:
-        if spec.adapter.method == "full":
-            _save_model(unwrapped, tokenizer, run_dir / "model")
-        else:
+        if spec.adapter.method != "full":
             save_adapter(unwrapped, run_dir / "adapter", task=t.name, base_model=spec.model.name_or_path)
             _export_peft(unwrapped, spec, run_dir, reported)
     metrics.update(
@@ -390,14 +497,19 @@ def _write_predictions(folder: Path, label: str, preds: dict[str, list[dict[str,
         write_text_atomic(folder / f"{split}_{label}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _save_model(model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
-    """A whole model (full fine-tuning) as a HF ``save_pretrained`` folder, replaced atomically."""
+def _save_model(accelerator: Any, model: torch.nn.Module, tokenizer: Any, dest: Path) -> None:
+    """A whole model (full fine-tuning) as a HF ``save_pretrained`` folder, replaced atomically. Every process
+    calls it: ``accelerator.get_state_dict`` gathers the full weights (sharded under FSDP) and the main process
+    writes them."""
+    state_dict = accelerator.get_state_dict(model)
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    _replace_folder(dest, write)
+    if accelerator.is_main_process:
+        _replace_folder(dest, write)
+    accelerator.wait_for_everyone()
 
 
 def _replace_folder(dest: Path, write: Any) -> None:

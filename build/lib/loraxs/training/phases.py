@@ -129,6 +129,7 @@ def attach_adapter(
     progress = accelerator.is_main_process and spec.trainer.progress
     if resuming:
         inject_adapters(model, cfg, init=False)
+        LOG.info("adapter injected without init: its factors come from the checkpoint")
         return {}
     if spec.init_from:
         source = resolve_adapter_folder(spec.init_from)
@@ -166,6 +167,12 @@ def attach_adapter(
         inject_adapters(model, cfg, init=init)
         return {"lorasb_eta": eta, "lorasb_samples": len(first), "lorasb_batch_size": eg_bs}
     inject_adapters(model, cfg, progress=progress)
+    if cfg.method == "full":
+        LOG.info("full fine-tuning: every weight trains")
+    else:
+        LOG.info(
+            "adapter initialised by %s's init%s", cfg.method, f" ({cfg.svd_backend})" if cfg.method == "loraxs" else ""
+        )
     return {}
 
 

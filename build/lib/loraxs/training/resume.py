@@ -22,6 +22,8 @@ MAY_CHANGE = (
     "trainer.num_workers",
     "trainer.eval_batch_size",
     "trainer.checkpoint_every",
+    "trainer.checkpoint_steps",
+    "trainer.keep_checkpoints",
     "trainer.interrupt_at_step",
 )
 

@@ -41,6 +41,8 @@ VOLATILE_KEYS = (
     "trainer.num_workers",
     "trainer.interrupt_at_step",
     "trainer.checkpoint_every",
+    "trainer.checkpoint_steps",
+    "trainer.keep_checkpoints",
     "trainer.save_best_adapter",
     "trainer.eval_batch_size",
 )
@@ -172,3 +174,21 @@ def export(run_dir: Path, dest: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete what interrupted atomic writes leave in a run folder: ``.<name>.<random>.tmp`` files and
+    ``.<name>.tmp`` / ``.<name>.old`` folders (see ``loraxs.io.atomic_write`` and the folder replace of the
+    loop); returns what was removed."""
+    import shutil
+
+    removed = []
+    for path in sorted(run_dir.rglob(".*")):
+        if not path.name.endswith((".tmp", ".old")) or not path.exists():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed

@@ -202,6 +202,8 @@ class TrainerSpec:
     mixed_precision: str = _f(choices=("auto", "no", "bf16", "fp16"))
     cpu: bool = False
     checkpoint_every: int = _f(1, lo=0)
+    checkpoint_steps: int = _f(500, lo=0)
+    keep_checkpoints: int = _f(2, lo=1)
     save_best_adapter: bool = True
     num_workers: int = _f(0, lo=0)
     eval_batch_size: int = _f(64, lo=1)

@@ -17,6 +17,7 @@ from ..io import write_json_atomic, write_text_atomic
 class Tracker:
     def __init__(self, spec: Any, resolved: dict[str, Any], run_dir: Path, main_process: bool) -> None:
         self.run = None
+        self.logged = self.earlier = 0
         self.main = main_process
         self.run_dir = run_dir
         log = spec.logger
@@ -28,6 +29,12 @@ class Tracker:
         import wandb
 
         task, method, rank_tag = spec.task.name, spec.adapter.method, spec.rank_tag
+        # steps already logged by an earlier attempt of this run (a resume re-runs the steps after its
+        # checkpoint; W&B would warn and drop them, or with a fresh offline file record them twice)
+        step_file = run_dir / "wandb_step.txt"
+        self.step_file = step_file
+        self.logged = int(step_file.read_text().strip() or 0) if step_file.is_file() else 0
+        self.earlier = self.logged  # steps up to this one were logged by an earlier attempt
         id_file = run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         write_text_atomic(id_file, run_id)
@@ -45,8 +52,12 @@ class Tracker:
         )
 
     def log(self, values: dict[str, Any], step: int) -> None:
-        if self.run is not None:
-            self.run.log(values, step=step)
+        if self.run is None or step <= self.earlier:
+            return
+        self.run.log(values, step=step)
+        if step > self.logged:
+            self.logged = step
+            write_text_atomic(self.step_file, str(step))
 
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
