@@ -68,11 +68,17 @@ def test_the_core_library_needs_only_the_core_dependencies():
 def test_the_wheel_has_one_version_py_typed_and_its_data(tmp_path):
     import loraxs
 
+    import shutil
+
+    src = tmp_path / "src"  # a copy: setuptools writes build/ beside the sources, never into the repository
+    shutil.copytree(ROOT / "loraxs", src / "loraxs", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
     p = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=src,
         timeout=600,
     )
     assert p.returncode == 0, p.stderr[-2000:]
