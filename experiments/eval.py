@@ -78,14 +78,12 @@ def compose_config(special: dict[str, str], overrides: list[str]):
 
 
 def adapter_folder(special: dict[str, str]) -> Path | None:
-    from loraxs.adapter_files import is_adapter_folder
+    from loraxs.adapter_files import find_adapter_folder
 
     if "adapter_dir" in special:
         return Path(special["adapter_dir"])
     if "run" in special:
-        for name in ("adapter_best", "adapter"):
-            if is_adapter_folder(Path(special["run"]) / name):
-                return Path(special["run"]) / name
+        return find_adapter_folder(special["run"])
     return None
 
 

@@ -38,6 +38,13 @@ def is_adapter_folder(directory: str | os.PathLike) -> bool:
         return False
 
 
+def find_adapter_folder(path: str | os.PathLike) -> Path | None:
+    """The adapter folder ``path`` names: itself, or a run folder's ``adapter_best/`` (the selected adapter) or
+    ``adapter/`` (the final one); ``None`` when none holds an adapter."""
+    p = Path(path)
+    return next((c for c in (p, p / "adapter_best", p / "adapter") if is_adapter_folder(c)), None)
+
+
 def adapter_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
     """``(config file, tensor file)`` of an adapter folder: the current names, or the legacy ones where only they
     exist."""

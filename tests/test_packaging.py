@@ -66,9 +66,9 @@ def test_the_core_library_needs_only_the_core_dependencies():
 
 
 def test_the_wheel_has_one_version_py_typed_and_its_data(tmp_path):
-    import loraxs
-
     import shutil
+
+    import loraxs
 
     src = tmp_path / "src"  # a copy: setuptools writes build/ beside the sources, never into the repository
     shutil.copytree(ROOT / "loraxs", src / "loraxs", ignore=shutil.ignore_patterns("__pycache__"))

@@ -53,10 +53,9 @@ def save(
     previous_step: int | None = None,
 ) -> None:
     """Write the checkpoint to ``path`` atomically; with ``keep > 1`` the previous ``path`` (saved at optimizer
-    step ``previous_step``; read from the file when not given) stays as ``step-<n>.pt`` beside it, and only the
-    ``keep - 1`` newest of those are kept."""
+    step ``previous_step``) stays as ``step-<n>.pt`` beside it, and only the ``keep - 1`` newest of those are kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if keep > 1 and path.is_file():
+    if keep > 1 and previous_step is not None and path.is_file():
         _keep_previous(path, keep, previous_step)
     payload = {
         "model": state_tensors(model),
@@ -67,15 +66,10 @@ def save(
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def _keep_previous(path: Path, keep: int, step: int | None) -> None:
+def _keep_previous(path: Path, keep: int, step: int) -> None:
     import os
     import shutil
 
-    if step is None:
-        try:
-            step = int(torch.load(path, map_location="cpu", weights_only=True)["progress"]["step"])
-        except Exception:  # an unreadable previous checkpoint is not worth keeping
-            return
     older = path.with_name(f"step-{step:08d}.pt")
     if not older.exists():
         try:

@@ -62,12 +62,12 @@ def check_init_from(value: str) -> None:
     """``init_from`` is a folder; the adapter it holds (itself, or a run folder's ``adapter_best/`` or
     ``adapter/``) has intact files. A folder with no adapter yet passes: in a grid, the MNLI run that fills it
     may still be queued (the run itself refuses it in one line if it is still empty when it starts)."""
-    from ..adapter_files import check_adapter, is_adapter_folder
+    from ..adapter_files import check_adapter, find_adapter_folder
 
     path = Path(value)
     if not path.is_dir():
         raise ConfigError(f"init_from={value} is not a folder; give a run folder or an adapter folder")
-    folder = next((c for c in (path, path / "adapter_best", path / "adapter") if is_adapter_folder(c)), None)
+    folder = find_adapter_folder(path)
     if folder is None:
         return
     try:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .. import inject_adapters, load_adapter
-from ..adapter_files import CONFIG_NAME, is_adapter_folder
+from ..adapter_files import CONFIG_NAME, find_adapter_folder
 from ..inject import get_config, head_module_names
 from ..lorasb import effective_lr, lorasb_init
 from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
@@ -105,10 +105,9 @@ def load_base_tokenizer(spec: RunSpec, accelerator: Any) -> Any:
 
 def resolve_adapter_folder(path: str) -> Path:
     """An adapter folder: ``path`` itself, or a run folder's ``adapter_best/`` or ``adapter/``."""
-    p = Path(path)
-    for candidate in (p, p / "adapter_best", p / "adapter"):
-        if is_adapter_folder(candidate):
-            return candidate
+    folder = find_adapter_folder(path)
+    if folder is not None:
+        return folder
     raise TrainingError(f"{path} holds no adapter (looked for {CONFIG_NAME} in it, adapter_best/, adapter/)")
 
 
