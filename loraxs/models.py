@@ -78,6 +78,22 @@ def load_classifier(name_or_path: str, num_labels: int, dtype: str = "float32"):
         raise _hub_error(name_or_path, e) from None
 
 
+def load_encoder_head(name_or_path: str, head: str, dtype: str = "float32"):
+    """An encoder with a fresh task head: ``multiple_choice`` (``AutoModelForMultipleChoice``: one score per
+    alternative, soft-maxed over the alternatives) or ``question_answering`` (``AutoModelForQuestionAnswering``:
+    start and end logits per token)."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering
+
+    classes = {"multiple_choice": AutoModelForMultipleChoice, "question_answering": AutoModelForQuestionAnswering}
+    if head not in classes:
+        raise ValueError(f"head={head!r} is unknown; valid: {', '.join(classes)}")
+    path = resolve(name_or_path)
+    try:
+        return classes[head].from_pretrained(path, dtype=dtype_of(dtype), ignore_mismatched_sizes=True)
+    except OSError as e:
+        raise _hub_error(name_or_path, e) from None
+
+
 def converted_gguf(name_or_path: str, gguf_file: str, cache_dir: str | Path, name: str) -> Path:
     """A standard HF folder converted once from a GGUF file (dequantised by transformers; needs ``gguf``).
 

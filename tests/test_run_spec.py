@@ -135,6 +135,8 @@ def test_every_yaml_key_is_a_spec_field():
             over = [f"{group}={option}"] + (["task=rte", "task.warmup_ratio=0.06"] if option == "lorasb" else [])
             if group == "model" and "kind: decoder" in (CONFIGS / "model" / f"{option}.yaml").read_text():
                 over.append("task=metamath")  # a decoder takes a generation task
+            if group == "task" and "family: lm" in (CONFIGS / "task" / f"{option}.yaml").read_text():
+                over.append("model=smollm2_135m")  # language modelling takes a decoder
             if group == "task" and option in ("metamath", "commonsense"):
                 over.append("model=smollm2_135m")
             build_spec(compose(over))
@@ -185,8 +187,11 @@ def test_eval_every_epoch_false_evaluates_the_final_model_once(tiny_model_dir, t
 
 
 def test_llm_tasks_never_pick_an_epoch_on_the_test_sets():
-    with pytest.raises(ConfigError, match=r"task.selection=best_epoch would pick the epoch by test-set accuracy"):
+    with pytest.raises(ConfigError, match=r"task.selection=best_epoch would pick the epoch by test-set scores"):
         build_spec(compose(["model=smollm2_135m", "task=metamath", "task.selection=best_epoch"]))
+    for over in (["model=smollm2_135m", "task=wikitext2"], ["task=squad_v1"]):  # test text; SQuAD's dev = its test
+        with pytest.raises(ConfigError, match=r"task.selection=best_epoch would pick the epoch by test-set scores"):
+            build_spec(compose([*over, "task.selection=best_epoch", "task.eval_every_epoch=true"]))
     with pytest.raises(ConfigError, match=r"task.selection=val_loss needs held-out training examples"):
         build_spec(compose(["model=smollm2_135m", "task=metamath", "task.selection=val_loss"]))
     for task in ("metamath", "commonsense"):

@@ -25,6 +25,7 @@ class Run:
     seed: int | None
     lr: float | None
     log_every: int | None = None  # optimizer steps per training-loss window
+    max_steps: int | None = None  # trainer.max_steps (0: the base model evaluated without training)
     metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json
 
     @property
@@ -85,6 +86,7 @@ def load_runs(root: str | Path) -> list[Run]:
                 seed=m.get("seed"),
                 lr=(cfg.get("task") or {}).get("lr"),
                 log_every=(cfg.get("trainer") or {}).get("log_every"),
+                max_steps=(cfg.get("trainer") or {}).get("max_steps"),
                 metrics=m,
             )
         )

@@ -73,6 +73,7 @@ def _matches(run: Run, row: dict[str, Any], task: str, table: str | None) -> boo
         and (row["method"] == "full" or run.rank == row.get("rank"))
         and run.model == row["model"]
         and ("experiment" not in row or run.experiment == row["experiment"])
+        and ("max_steps" not in row or run.max_steps == row["max_steps"])
         and (table is None or run.metrics.get("table") == table)
     )
 
@@ -107,6 +108,8 @@ def method_label(method: str) -> str:
 
 
 def _label(row: dict[str, Any]) -> str:
+    if row.get("label"):
+        return str(row["label"])
     return method_label(row["method"]) + (f" r{row['rank']}" if row.get("rank") else "")
 
 

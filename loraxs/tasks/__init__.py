@@ -25,7 +25,19 @@ def build_task(spec: Any, tokenizer: Any, train: bool = True) -> Any:
         from .commonsense import CommonsenseTask
 
         return CommonsenseTask(spec, tokenizer, train)
-    raise ValueError(f"task.family={spec.family!r} is unknown; valid: glue, math, commonsense")
+    if spec.family == "lm":
+        from .lm import LmTask
+
+        return LmTask(spec, tokenizer, train)
+    if spec.family == "superglue":
+        from .superglue import SuperGlueTask
+
+        return SuperGlueTask(spec, tokenizer)
+    if spec.family == "squad":
+        from .squad import SquadTask
+
+        return SquadTask(spec, tokenizer, train)
+    raise ValueError(f"task.family={spec.family!r} is unknown; valid: glue, math, commonsense, lm, superglue, squad")
 
 
 def check_data(spec: Any) -> None:
@@ -69,6 +81,34 @@ def check_data(spec: Any) -> None:
                 test_file(spec.test_dir, b)
             except FileNotFoundError as e:
                 raise FileNotFoundError(f"task.test_dir={spec.test_dir}: {e}") from None
+    elif spec.family == "lm":
+        _check_files(spec, ("train_path", "eval_path", "data_file"))
+        if spec.data_file and not spec.split_chars:
+            raise ValueError(f"task.data_file={spec.data_file} needs task.split_chars=[train, valid, test] lengths")
+        if not (spec.data_file or spec.hf_path or (spec.train_path and spec.eval_path)):
+            raise ValueError(
+                f"task {spec.name}: set task.train_path and task.eval_path, task.data_file, or task.hf_path"
+            )
+    elif spec.family == "superglue":
+        from .superglue import check_local
+
+        if spec.data_dir is not None:
+            check_local(spec.data_dir, spec.folder, [spec.train_split, spec.eval_split])
+        elif spec.hf_path is None:
+            raise ValueError(f"task {spec.name}: set task.data_dir (no Hub dataset is configured)")
+    elif spec.family == "squad":
+        _check_files(spec, ("train_path", "eval_path"))
+        if not spec.hf_path and not spec.eval_path:
+            raise ValueError(f"task {spec.name}: set task.eval_path (and task.train_path) or task.hf_path")
+
+
+def _check_files(spec: Any, keys: tuple[str, ...]) -> None:
+    from pathlib import Path
+
+    for key in keys:
+        value = getattr(spec, key)
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"task.{key}={value} does not exist")
 
 
 # training-set sizes of the Hub datasets the configs name (for dry-run cost estimates without downloading)
@@ -96,6 +136,8 @@ def train_size(spec: Any) -> int | None:
     from pathlib import Path
 
     n: int | None = None
+    if spec.family in ("lm", "superglue", "squad"):
+        return None  # blocks, answer options and context windows are known only after tokenising
     if spec.family == "glue":
         if spec.data_dir is not None:
             from .glue import LAYOUTS, local_folder

@@ -43,7 +43,7 @@ from .phases import (
 from .resume import apply_lr_change
 from .run_folder import LOG
 from .signals import StopRequest
-from .spec import RunSpec
+from .spec import RunSpec, model_head
 from .tracker import Tracker
 
 
@@ -480,7 +480,13 @@ def _export_peft(model: torch.nn.Module, spec: RunSpec, run_dir: Path, reported:
     )
     if selected:
         _restore_adapter(model, run_dir / "adapter_best")
-    task_type = "CAUSAL_LM" if decoder else "SEQ_CLS"
+    # PEFT's task type of the head (it has none for multiple choice: the generic PeftModel)
+    task_type = {
+        "sequence_classification": "SEQ_CLS",
+        "question_answering": "QUESTION_ANS",
+        "causal_lm": "CAUSAL_LM",
+        "multiple_choice": None,
+    }[model_head(spec.task)]
     _replace_folder(
         run_dir / "adapter_peft",
         lambda tmp: export_peft_lora(model, tmp, base_model_name_or_path=base, task_type=task_type),

@@ -20,10 +20,10 @@ from .. import inject_adapters, load_adapter
 from ..adapter_files import CONFIG_NAME, find_adapter_folder
 from ..inject import get_config, head_module_names
 from ..lorasb import effective_lr, lorasb_init
-from ..models import causal_lm_path, load_causal_lm, load_classifier, load_tokenizer
+from ..models import causal_lm_path, load_causal_lm, load_classifier, load_encoder_head, load_tokenizer
 from .errors import TrainingError
 from .run_folder import LOG
-from .spec import RunSpec
+from .spec import RunSpec, model_head
 
 SCHEDULER_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
@@ -73,7 +73,7 @@ def make_accelerator(spec: RunSpec) -> Any:
 def base_path(spec: RunSpec, accelerator: Any) -> str:
     """Where the base model loads from: ``model.name_or_path``, or for a GGUF decoder its converted folder (made
     once, by the main process first)."""
-    if spec.task.family == "glue":
+    if model_head(spec.task) != "causal_lm":
         return spec.model.name_or_path
     with accelerator.main_process_first():
         return causal_lm_path(spec.model, spec.paths.cache_dir)
@@ -87,10 +87,13 @@ def load_base(spec: RunSpec, accelerator: Any, tokenizer: Any = None) -> tuple[n
     hf_logging.set_verbosity_error()  # the load report only says that the new head is freshly initialised
     path = base_path(spec, accelerator)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
-    if spec.task.family == "glue":
+    head = model_head(spec.task)
+    if head == "sequence_classification":
         model = load_classifier(path, spec.task.num_labels, spec.model.dtype)
-    else:
+    elif head == "causal_lm":
         model = load_causal_lm(path, spec.model.dtype)
+    else:
+        model = load_encoder_head(path, head, spec.model.dtype)
     hf_logging.disable_progress_bar()
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -23,7 +23,7 @@ from typing import Any
 from ..config import AdapterConfig
 from .errors import ConfigError
 
-FAMILIES = ("glue", "math", "commonsense")
+FAMILIES = ("glue", "math", "commonsense", "lm", "superglue", "squad")
 
 
 def _f(
@@ -45,7 +45,7 @@ class ModelSpec:
 
     name: str
     name_or_path: str
-    kind: str = _f(choices=("encoder", "decoder"))  # encoder: GLUE classifiers; decoder: math, commonsense
+    kind: str = _f(choices=("encoder", "decoder"))  # encoder: GLUE, SuperGLUE, SQuAD; decoder: math, commonsense, lm
     gguf_file: str | None = None
     dtype: str = _f(choices=("float32", "bfloat16", "float16"))
     max_rank: int | None = _f(None, lo=1)
@@ -122,6 +122,9 @@ class TaskSpec:
     # val_loss (the checkpoint with the lowest loss on held-out training examples, then one evaluation)
     selection: str = _f(choices=("best_epoch", "final", "val_loss"))
     eval_every_epoch: bool  # false: evaluate once, after training (the LLM tasks' test sets)
+    # the trained head modules when this task's model head differs from the sequence classifier the model file
+    # names (SQuAD's span head: [qa_outputs]); null: model.modules_to_save
+    head_modules: list[str] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,11 +191,91 @@ class CommonsenseTaskSpec(GenerationTaskSpec):
     template: str = _f(choices=("clean", "lorasb", "loraxs"))
 
 
+@dataclass(frozen=True, kw_only=True)
+class LmTaskSpec(TaskSpec):
+    """Causal-LM fine-tuning on contiguous ``max_length``-token blocks of a text; evaluated on a whole text by a
+    sliding window (``eval_context`` tokens, advancing ``stride``): token perplexity, word perplexity, bits per
+    character (or byte). Text from local files (``train_path``, ``eval_path``; or one ``data_file`` cut at
+    ``split_chars``) or the Hub (``hf_path``/``hf_name``, splits ``train_split``/``eval_split``)."""
+
+    hf_path: str | None = None
+    hf_name: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    train_path: str | None = None
+    eval_path: str | None = None
+    data_file: str | None = None  # one file holding train + valid + test (enwik8, text8), cut at split_chars
+    split_chars: list[int] | None = None  # [train, valid, test] lengths (enwik8 / text8: 90M, 5M, 5M)
+    eval_context: int | None = _f(None, lo=2)  # the window; null = max_length
+    stride: int = _f(lo=1)  # tokens the window advances; = eval_context gives non-overlapping windows
+    bpc_unit: str = _f("char", choices=("char", "byte"))  # what bits per character divides by (enwik8: bytes)
+    max_eval_chars: int | None = _f(None, lo=1)  # evaluate the first N characters of the eval text (null = all)
+    max_train_chars: int | None = _f(None, lo=1)  # train on the first N characters of the train text
+    eval_batch_size: int = _f(8, lo=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuperGlueTaskSpec(TaskSpec):
+    """SuperGLUE from local JSONL (``data_dir``/<folder>/{train,val}.jsonl, the canonical files) or the Hub
+    (``hf_path``/``hf_name``); ``layout`` says how a record becomes model inputs (``loraxs.tasks.superglue``):
+    a text pair for a sequence classifier, COPA's two alternatives for a multiple-choice head, MultiRC one binary
+    pair per answer option."""
+
+    hf_path: str | None = None
+    hf_name: str | None = None
+    data_dir: str | None = None
+    folder: str
+    layout: str = _f(choices=("boolq", "cb", "copa", "multirc", "rte", "wic", "wsc"))
+    num_labels: int = _f(lo=1)
+    metrics: list[str]
+    train_split: str = "train"  # local: <split>.jsonl; Hub: the split name
+    eval_split: str = "val"
+    hub_eval_split: str = "validation"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SquadTaskSpec(TaskSpec):
+    """SQuAD 1.1 / 2.0 with a span head (``AutoModelForQuestionAnswering``): contexts longer than ``max_length``
+    split into windows overlapping by ``doc_stride`` tokens; an answer is the best start ≤ end within
+    ``max_answer_length`` tokens (and, for 2.0, the null answer when its score beats the best span's by more than
+    ``null_threshold``); EM / F1 with the official scripts' normalisation."""
+
+    version: str = _f(choices=("1.1", "2.0"))
+    hf_path: str | None = None
+    train_split: str = "train"
+    eval_split: str = "validation"
+    train_path: str | None = None  # a local file in the official JSON format
+    eval_path: str | None = None
+    holdout_articles: int | None = _f(None, lo=1)  # stand-in: evaluate the first N articles of eval_path and
+    #                                                train on the others (train_path = eval_path)
+    doc_stride: int = _f(lo=1)
+    max_answer_length: int = _f(lo=1)
+    n_best: int = _f(20, lo=1)
+    null_threshold: float = 0.0
+
+
 TASK_SPECS: dict[str, type[TaskSpec]] = {
     "glue": GlueTaskSpec,
     "math": MathTaskSpec,
     "commonsense": CommonsenseTaskSpec,
+    "lm": LmTaskSpec,
+    "superglue": SuperGlueTaskSpec,
+    "squad": SquadTaskSpec,
 }
+
+# the model head each family trains (phases.load_base builds it; encoder families need model.kind=encoder)
+HEADS = ("sequence_classification", "multiple_choice", "question_answering", "causal_lm")
+
+
+def model_head(t: TaskSpec) -> str:
+    """The ``transformers`` head a task trains: one of :data:`HEADS`."""
+    if t.family == "squad":
+        return "question_answering"
+    if t.family == "superglue":
+        return "multiple_choice" if t.layout == "copa" else "sequence_classification"
+    if t.family == "glue":
+        return "sequence_classification"
+    return "causal_lm"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -457,12 +540,21 @@ def build_spec(cfg: Any) -> RunSpec:
 def reported_metrics(t: TaskSpec) -> list[str]:
     """The metric names a task's evaluation reports (``task.main_metric`` must be one): GLUE ``task.metrics``
     (``<split>/<metric>`` with several eval splits, e.g. MNLI's ``matched/accuracy``), ``<set>/accuracy`` of each
-    math eval set, ``<benchmark>/accuracy`` and ``average/accuracy`` for commonsense."""
+    math eval set, ``<benchmark>/accuracy`` and ``average/accuracy`` for commonsense, SuperGLUE ``task.metrics``,
+    SQuAD EM / F1 (2.0: also on the answerable and unanswerable questions), lm perplexity, bits per character
+    and the mean token NLL (nats)."""
     if isinstance(t, GlueTaskSpec):
         splits = [s.removeprefix("validation_") + "/" for s in t.eval_splits] if len(t.eval_splits) > 1 else [""]
         return [p + m for p in splits for m in t.metrics]
     if isinstance(t, CommonsenseTaskSpec):
         return [f"{b}/accuracy" for b in t.benchmarks] + ["average/accuracy"]
+    if isinstance(t, SuperGlueTaskSpec):
+        return list(t.metrics)
+    if isinstance(t, SquadTaskSpec):
+        both = ["exact_match", "f1"]
+        return both + (["has_ans_exact_match", "has_ans_f1", "no_ans_exact_match"] if t.version == "2.0" else [])
+    if isinstance(t, LmTaskSpec):
+        return ["perplexity", "bpc", "nll"]
     return [f"{name}/accuracy" for name in getattr(t, "eval_sets", {})]
 
 
@@ -479,10 +571,16 @@ def _check_combinations(spec: RunSpec) -> None:
             )
         )
     m = spec.model
-    need = "encoder" if t.family == "glue" else "decoder"
+    head = model_head(t)
+    need = "decoder" if head == "causal_lm" else "encoder"
     if m.kind != need:
-        what = "a sequence classifier (GLUE)" if need == "encoder" else "a causal LM that generates its answers"
-        example = "model=minilm_l6 or roberta_large" if need == "encoder" else "model=smollm2_135m or mistral_7b"
+        what = {
+            "sequence_classification": "a sequence classifier",
+            "multiple_choice": "a multiple-choice classifier",
+            "question_answering": "a span (question answering) head",
+            "causal_lm": "a causal LM",
+        }[head]
+        example = "model=minilm_l6 or roberta_large" if need == "encoder" else "model=smollm2_135m or gpt2"
         raise ConfigError(
             f"task={t.name} trains {what} and needs {'an' if need == 'encoder' else 'a'} {need} model; model={m.name} is model.kind={m.kind}; "
             f"use a model with model.kind={need}, e.g. {example}"
@@ -492,12 +590,12 @@ def _check_combinations(spec: RunSpec) -> None:
         raise ConfigError(
             f"task.main_metric={t.main_metric!r} is not a metric task={t.name} reports; valid: {', '.join(reported)}"
         )
-    if t.family != "glue" and t.selection == "best_epoch":
+    if t.family not in ("glue", "superglue") and t.selection == "best_epoch":
         raise ConfigError(
-            f"task.selection=best_epoch would pick the epoch by test-set accuracy on task={t.name}; "
+            f"task.selection=best_epoch would pick the epoch by test-set scores on task={t.name}; "
             "valid: final (the last model) or val_loss (held-out training examples, with task.val_set_size > 0)"
         )
-    if t.selection == "val_loss" and (t.family == "glue" or getattr(t, "val_set_size", 0) == 0):
+    if t.selection == "val_loss" and getattr(t, "val_set_size", 0) == 0:
         raise ConfigError(
             "task.selection=val_loss needs held-out training examples: set task.val_set_size > 0 "
             "(math and commonsense tasks)"
