@@ -2,11 +2,11 @@
 # CPU mini versions of the LoRA repository's task tables (language modelling, SuperGLUE, SQuAD), not paper recipes:
 #   mini_lm        (experiment=mini_lm) SmolLM2-135M, WikiText-2 perplexity before fine-tuning (LoRA with B = 0 and
 #                  no step: the base model) and after LoRA r8 (alpha 16, lr 1e-3) and LoRA-XS r16 (alpha = r,
-#                  lr 4e-3): 3 runs, about 20 minutes on two cores
+#                  lr 4e-3): 3 runs, about 35 minutes on two cores
 #   mini_superglue (experiment=mini_superglue) all-MiniLM-L6-v2 on CB and COPA, 3 seeds: full fine-tuning (lr 5e-5),
 #                  LoRA r8 (lr 1e-3), LoRA-XS r16 (lr 5e-3), every head at lr 5e-3: 18 runs, about 10 minutes
 #   mini_squad     (experiment=mini_squad) all-MiniLM-L6-v2 on SQuAD 1.1 (the dev-set stand-in), the same three
-#                  methods and learning rates, seed 0: 3 runs, about 20 minutes
+#                  methods and learning rates, seed 0: 3 runs, about 15 minutes
 # The tables: the final model (median over seeds) in results/mini/<table>/.
 #   bash scripts/mini_lora_tasks.sh [--dry-run] [extra overrides]
 set -euo pipefail

@@ -367,3 +367,188 @@ def commonsense_overrides(model_dir: Path, out_dir: Path, root: Path) -> list[st
         "task.benchmarks=[boolq,winogrande]",
         "task.max_new_tokens=6",
     ]
+
+
+# ------------------------------------------------------------------ the LoRA system's tasks (lm, superglue, squad)
+def write_tiny_gpt2(out: Path, seed: int = 0) -> Path:
+    """A tiny random GPT-2 (Conv1D attention) folder with the tiny Llama's word-level tokenizer."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    tok_dir = write_tiny_llama(out / "_tok", seed)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    return write_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_deberta_dir(tmp_path_factory) -> Path:
+    """A tiny random DeBERTa-v2 classifier folder with all-MiniLM-L6-v2's (BERT) tokenizer as a stand-in."""
+    import shutil
+
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    src = minilm_dir()
+    out = tmp_path_factory.mktemp("tiny_deberta")
+    torch.manual_seed(0)
+    cfg = DebertaV2Config(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=128,
+        pooler_hidden_size=32,
+    )
+    DebertaV2ForSequenceClassification(cfg).save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    return out
+
+
+LM_WORDS = "the answer is 0 1 2 3 4 5 6 7 8 9 what how many eggs day she sells makes dollars janet".split()
+
+
+def write_tiny_text(path: Path, n_words: int, seed: int = 0) -> Path:
+    """Random lines of the tiny tokenizer's words."""
+    import random
+
+    rng = random.Random(seed)
+    words = [rng.choice(LM_WORDS) for _ in range(n_words)]
+    lines = [" ".join(words[i : i + 12]) for i in range(0, n_words, 12)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def lm_overrides(model_dir: Path, out_dir: Path, task: str = "wikitext2") -> list[str]:
+    """A language-modelling run of a few seconds: a tiny decoder, a tiny text (one file cut for enwik8/text8)."""
+    text = write_tiny_text(out_dir / "lm" / "text.txt", 600)
+    data = [f"task.train_path={text}", f"task.eval_path={text}", "task.max_eval_chars=400"]
+    if task in ("enwik8", "text8"):
+        n = len(text.read_text())
+        data = [f"task.data_file={text}", f"task.split_chars=[{n - 800},400,400]", "task.hf_path=null"]
+    return [
+        f"task={task}",
+        "model=smollm2_135m",
+        f"model.name_or_path={model_dir}",
+        "model.gguf_file=null",
+        "model.dtype=float32",
+        "model.max_rank=16",
+        "model.name=tiny_llama",
+        "logger=none",
+        "trainer.progress=false",
+        f"paths.output_dir={out_dir}",
+        *data,
+        "task.max_length=32",
+        "task.stride=16",
+        "task.epochs=1",
+        "task.batch_size=4",
+        "task.eval_batch_size=4",
+    ]
+
+
+SUPERGLUE_FOLDERS = {
+    "boolq": "BoolQ",
+    "cb": "CB",
+    "copa": "COPA",
+    "multirc": "MultiRC",
+    "rte": "RTE",
+    "wic": "WiC",
+    "wsc": "WSC",
+}
+
+
+def write_tiny_superglue(root: Path, n: int = 12, seed: int = 0) -> Path:
+    """train.jsonl and val.jsonl of every SuperGLUE task in the canonical JSONL format (synthetic texts)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+
+    def rec(task: str, i: int) -> dict:
+        a, b = _sentence(rng), _sentence(rng)
+        if task == "boolq":
+            return {"question": a, "passage": b, "label": bool(i % 2), "idx": i}
+        if task == "cb":
+            return {"premise": a, "hypothesis": b, "label": ["entailment", "contradiction", "neutral"][i % 3], "idx": i}
+        if task == "rte":
+            return {"premise": a, "hypothesis": b, "label": ["entailment", "not_entailment"][i % 2], "idx": i}
+        if task == "copa":
+            return {
+                "premise": a,
+                "choice1": b,
+                "choice2": _sentence(rng),
+                "question": "cause",
+                "label": i % 2,
+                "idx": i,
+            }
+        if task == "wic":
+            return {"word": "film", "sentence1": a, "sentence2": b, "label": bool(i % 2), "idx": i}
+        if task == "wsc":
+            return {
+                "text": a,
+                "target": {"span1_text": "film", "span2_text": "it", "span1_index": 1, "span2_index": 4},
+                "label": bool(i % 2),
+                "idx": i,
+            }
+        answers = [{"text": _sentence(rng, 2), "label": (i + j) % 2, "idx": j} for j in range(3)]
+        return {"idx": i, "passage": {"text": a, "questions": [{"question": b, "answers": answers, "idx": 0}]}}
+
+    for task, folder in SUPERGLUE_FOLDERS.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for split in ("train", "val"):
+            rows = [rec(task, i) for i in range(n)]
+            (root / folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def write_tiny_squad(path: Path, n_articles: int = 3, version: str = "2.0", seed: int = 0) -> Path:
+    """An official-format SQuAD file: articles of 2 paragraphs with 3 questions each (2.0: one unanswerable)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    data = []
+    for a in range(n_articles):
+        paragraphs = []
+        for p in range(2):
+            words = [rng.choice(WORDS) for _ in range(40)]
+            context = " ".join(words)
+            qas = []
+            for q in range(3):
+                start = rng.randrange(0, 35)
+                text = " ".join(words[start : start + 3])
+                char = len(" ".join(words[:start])) + (1 if start else 0)
+                assert context[char : char + len(text)] == text
+                impossible = version == "2.0" and q == 2
+                qas.append(
+                    {
+                        "id": f"{a}-{p}-{q}",
+                        "question": _sentence(rng),
+                        "is_impossible": impossible,
+                        "answers": [] if impossible else [{"text": text, "answer_start": char}],
+                    }
+                )
+            paragraphs.append({"context": context, "qas": qas})
+        data.append({"title": f"article {a}", "paragraphs": paragraphs})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": f"v{version}", "data": data}))
+    return path

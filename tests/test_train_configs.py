@@ -3,7 +3,18 @@
 import json
 
 import pytest
-from conftest import CONFIGS, commonsense_overrides, compose, llm_overrides, tiny_overrides, train_run, write_tiny_math
+from conftest import (
+    CONFIGS,
+    commonsense_overrides,
+    compose,
+    llm_overrides,
+    lm_overrides,
+    tiny_overrides,
+    train_run,
+    write_tiny_math,
+    write_tiny_squad,
+    write_tiny_superglue,
+)
 
 GLUE_TASKS = ["cola", "sst2", "mrpc", "qnli", "rte", "stsb", "mnli", "qqp"]
 
@@ -50,9 +61,21 @@ def test_each_task_trains_one_step(task, tiny_model_dir, tiny_glue_dir, tmp_path
 
 
 @pytest.mark.parametrize("model", options("model"))
-def test_each_model_option_composes_and_trains_with_a_tiny_stand_in(model, tiny_model_dir, tiny_llama_dir, tmp_path):
+def test_each_model_option_composes_and_trains_with_a_tiny_stand_in(
+    model, tiny_model_dir, tiny_llama_dir, tiny_gpt2_dir, tiny_deberta_dir, tmp_path
+):
     cfg = compose([f"model={model}"])
-    if "q_proj" in cfg.model.target_modules:  # decoders: the seven projections, no head
+    if model.startswith("gpt2"):  # Conv1D attention, language modelling
+        assert list(cfg.model.target_modules) == ["attn.c_attn", "attn.c_proj"] and cfg.model.kind == "decoder"
+        over = [o for o in lm_overrides(tiny_gpt2_dir, tmp_path) if not o.startswith(("model=", "model.name="))]
+        m = _one_step([f"model={model}", *over, "rank=2"], tmp_path)
+        assert m["trainable"]["adapter"] == 2 * 2 * 4  # 2 layers x (c_attn, c_proj) x r²
+    elif model.startswith("deberta"):  # query_proj / value_proj, the ContextPooler head
+        assert list(cfg.model.target_modules) == ["query_proj", "value_proj"]
+        assert list(cfg.model.modules_to_save) == ["pooler", "classifier"]
+        m = _one_step([f"model={model}", *tiny_overrides(tiny_deberta_dir, tmp_path), "rank=2"], tmp_path)
+        assert m["trainable"]["adapter"] == 2 * 2 * 4
+    elif "q_proj" in cfg.model.target_modules:  # decoders: the seven projections, no head
         assert list(cfg.model.target_modules) == [
             "q_proj",
             "k_proj",
@@ -78,6 +101,20 @@ CPU = ["trainer.mixed_precision=no"]
 def test_each_experiment_file(experiment, tiny_model_dir, tiny_glue_dir, tiny_llama_dir, tmp_path):
     if "math" in experiment:  # decoder recipes (math_*, mini_math) run on a tiny Llama with tiny local data
         over = [f"experiment={experiment}", *llm_overrides(tiny_llama_dir, tmp_path, write_tiny_math(tmp_path / "m"))]
+    elif experiment == "mini_lm":  # the tiny decoder and text; the file's data paths replaced
+        over = [
+            f"experiment={experiment}",
+            *[o for o in lm_overrides(tiny_llama_dir, tmp_path) if o != "task=wikitext2"],
+        ]
+        over += ["task.max_train_chars=null", "task.max_eval_chars=400", "task.eval_context=32"]
+    elif experiment == "mini_superglue":
+        data = write_tiny_superglue(tmp_path / "sg")
+        over = [f"experiment={experiment}", *tiny_overrides(tiny_model_dir, tmp_path, None), "task=superglue_cb"]
+        over += [f"task.data_dir={data}"]
+    elif experiment == "mini_squad":
+        f = write_tiny_squad(tmp_path / "squad.json", version="1.1")
+        over = [f"experiment={experiment}", *tiny_overrides(tiny_model_dir, tmp_path), f"task.eval_path={f}"]
+        over += ["task.holdout_articles=1", "task.max_length=48", "task.doc_stride=16"]
     elif "commonsense" in experiment:
         over = [f"experiment={experiment}", *commonsense_overrides(tiny_llama_dir, tmp_path, tmp_path / "cs")]
         if experiment == "commonsense_loraxs":

@@ -9,8 +9,9 @@ Evaluation, the standard token-level definition (the transformers perplexity gui
 text is tokenised once into ``x_0 … x_{N-1}``. Windows ``[b, e)`` start at ``b = 0, s, 2s, …`` (``s`` =
 ``task.stride``) with ``e = min(b + C, N)`` (``C`` = ``task.eval_context``); each scores only the tokens the
 previous window did not, ``x_t`` for ``prev_e ≤ t < e`` (the first window: ``1 ≤ t < e``), each conditioned on
-``x_b … x_{t-1}``; the last window ends at ``N``. Every token but ``x_0`` is scored exactly once, so with
-``n = N - 1``::
+``x_b … x_{t-1}``; the last window ends at ``N``. With ``s < C`` every token but ``x_0`` is scored exactly once
+(``n = N - 1``); with ``s = C`` the windows are disjoint blocks and each block's first token goes unscored. With
+``n`` the number of scored tokens::
 
     NLL = -Σ_t ln p(x_t | x_{b(t)} … x_{t-1})           (nats)
     perplexity = exp(NLL / n)      nll = NLL / n
@@ -164,7 +165,8 @@ def sliding_window_nll(
         for j in range(0, len(items), batch_size):
             chunk = items[j : j + batch_size]
             x = torch.tensor([ids[b:e] for _, (b, e, _) in chunk], device=device)
-            logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits.float()
+            logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32; fp64 stays
             # position p predicts token p + 1 of the window
             nll = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
