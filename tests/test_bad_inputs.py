@@ -105,8 +105,26 @@ CONFIG_CASES = [
     ("adapter=choice(lora,nope)", "adapter=nope is not a config option"),
     ("experiment=glob(zzz*)", "matches no option of experiment"),
     ("rank=[1,2", "cannot parse the overrides"),
-    ("model=smollm2_135m task=sst2", "task=sst2 trains a sequence classifier (GLUE) and needs an encoder model"),
-    ("task=metamath", "task=metamath trains a causal LM that generates its answers and needs a decoder model"),
+    ("model=smollm2_135m task=sst2", "task=sst2 trains a sequence classifier and needs an encoder model"),
+    ("task=metamath", "task=metamath trains a causal LM and needs a decoder model; model=minilm_l6"),
+    ("task=wikitext2", "task=wikitext2 trains a causal LM and needs a decoder model"),
+    ("model=smollm2_135m task=squad_v1", "task=squad_v1 trains a span (question answering) head and needs an encoder"),
+    ("model=smollm2_135m task=superglue_copa", "task=superglue_copa trains a multiple-choice classifier and needs an"),
+    (
+        "task=superglue_cb task.layout=cbx",
+        "task.layout='cbx' is invalid; valid: boolq, cb, copa, multirc, rte, wic, wsc",
+    ),
+    ("task=superglue_cb task.data_dir=/nonexistent", "task.data_dir=/nonexistent does not exist"),
+    ("task=squad_v1 task.eval_path=/nonexistent.json", "task.eval_path=/nonexistent.json does not exist"),
+    ("task=squad_v2 task.version=3.0", "task.version=3.0 is invalid; valid: 1.1, 2.0"),
+    ("task=squad_v2 task.version=v2", "task.version='v2' is invalid; valid: 1.1, 2.0"),
+    ("model=smollm2_135m task=wikitext2 task.stride=0", "task.stride=0 is invalid; expected >= 1"),
+    ("model=smollm2_135m task=enwik8 task.data_file=/nonexistent", "task.data_file=/nonexistent does not exist"),
+    (
+        f"model=smollm2_135m task=text8 task.data_file={ROOT / 'README.md'}",
+        "needs task.split_chars=[train, valid, test]",
+    ),
+    ("model=smollm2_135m task=wikitext2 task.bpc_unit=word", "task.bpc_unit='word' is invalid; valid: char, byte"),
     ("model.kind=transformer", "model.kind='transformer' is invalid; valid: encoder, decoder"),
 ]
 
@@ -579,3 +597,26 @@ def test_a_commonsense_run_without_its_test_files_names_task_test_dir(entry, tmp
     assert capsys.readouterr().err.strip() == (
         f"error: task.test_dir={tmp_path}: no test file for boolq in {tmp_path / 'boolq'} (expected test.json)"
     )
+
+
+def test_bad_superglue_and_squad_files_stop_in_one_line(tiny_model_dir, tmp_path):
+    """A JSONL line that is not JSON, a CB label outside its classes, a SQuAD file of another shape: one line
+    naming the file (and line or record), exit 1."""
+    from conftest import write_tiny_superglue
+
+    sg = write_tiny_superglue(tmp_path / "sg")
+    (sg / "CB" / "train.jsonl").write_text('{"premise": "a", "hypothesis": "b", "label": "neutral"}\n{oops\n')
+    (sg / "RTE" / "val.jsonl").write_text('{"premise": "a", "hypothesis": "b", "label": "maybe"}\n')
+    squad = tmp_path / "squad.json"
+    squad.write_text('[{"question": "q"}]')
+    base = [*tiny_overrides(tiny_model_dir, tmp_path / "out"), "rank=2"]
+    cases = [
+        (["task=superglue_cb", f"task.data_dir={sg}"], f"error: {sg / 'CB' / 'train.jsonl'}:2: not JSON"),
+        (["task=superglue_rte", f"task.data_dir={sg}"], f"error: {sg / 'RTE' / 'val.jsonl'} record 1: label 'maybe'"),
+        (["task=squad_v1", f"task.eval_path={squad}", f"task.train_path={squad}"], f"error: {squad}: not a SQuAD JSON"),
+    ]
+    for over, expected in cases:
+        p = entrypoint("train.py", *base, *over)
+        errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+        assert p.returncode == 1 and len(errors) == 1 and errors[0].startswith(expected), p.stderr[-800:]
+        assert "Traceback" not in p.stderr

@@ -240,7 +240,7 @@ class SquadTaskSpec(TaskSpec):
     ``max_answer_length`` tokens (and, for 2.0, the null answer when its score beats the best span's by more than
     ``null_threshold``); EM / F1 with the official scripts' normalisation."""
 
-    version: str = _f(choices=("1.1", "2.0"))
+    version: str | float  # 1.1 or 2.0 (a number on the command line is read as the same version)
     hf_path: str | None = None
     train_split: str = "train"
     eval_split: str = "validation"
@@ -252,6 +252,12 @@ class SquadTaskSpec(TaskSpec):
     max_answer_length: int = _f(lo=1)
     n_best: int = _f(20, lo=1)
     null_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        version = f"{self.version:.1f}" if isinstance(self.version, float) else str(self.version)
+        if version not in ("1.1", "2.0"):
+            raise ConfigError(f"task.version={self.version!r} is invalid; valid: 1.1, 2.0")
+        object.__setattr__(self, "version", version)
 
 
 TASK_SPECS: dict[str, type[TaskSpec]] = {
