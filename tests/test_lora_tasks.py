@@ -335,3 +335,29 @@ def test_each_squad_task_and_adapter_trains_one_step(version, adapter, tiny_mode
         assert "no_ans_exact_match" in m["reported"]
     if adapter != "full":  # the span head trains beside the adapter
         assert m["trainable"]["head"] == 2 * 32 + 2
+
+
+def test_a_squad_run_exports_a_peft_folder_that_peft_loads_with_the_span_head(tiny_model_dir, tmp_path):
+    """adapter_peft/ (task type QUESTION_ANS, qa_outputs saved) gives PEFT the same start / end logits."""
+    from peft import PeftModel
+    from transformers import AutoModelForQuestionAnswering
+
+    from loraxs import load_adapter
+
+    f = write_tiny_squad(tmp_path / "squad.json", version="1.1")
+    over = [*tiny_overrides(tiny_model_dir, tmp_path), "task=squad_v1", f"task.eval_path={f}", "task.holdout_articles=1",
+            "task.max_length=48", "task.doc_stride=16", "rank=2", "trainer.max_steps=2"]  # fmt: skip
+    run = tmp_path / "runs" / train_run(over)["run_dir"].split("/")[-1]
+    assert json.loads((run / "adapter_peft" / "adapter_config.json").read_text())["task_type"] == "QUESTION_ANS"
+    torch.manual_seed(0)
+    ours = AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir).eval()
+    load_adapter(ours, run / "adapter")
+    theirs = PeftModel.from_pretrained(
+        AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir), run / "adapter_peft"
+    )
+    x = torch.randint(1000, 2000, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ours(input_ids=x), theirs.eval()(input_ids=x)
+    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-5) and torch.allclose(
+        a.end_logits, b.end_logits, atol=1e-5
+    )
