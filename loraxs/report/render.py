@@ -41,7 +41,7 @@ def _cell(c: Cell) -> str:
 
 def markdown(table: Table) -> str:
     """Cells read ``ours (printed, ours − printed)``; ``missing`` / ``failed`` cells say so."""
-    head = ["method", "# Params (ours / printed)", *table.columns, "avg"]
+    head = ["method", "# Params (ours / printed)", *table.columns, *(["avg"] if table.average else [])]
     lines = [
         f"### {table.title}",
         "",
@@ -52,7 +52,7 @@ def markdown(table: Table) -> str:
     ]
     for row in table.rows:
         params = f"{_params(row.params)} / {row.printed_params or '–'}"
-        cells = [_cell(row.cells[c]) for c in table.columns] + [_cell(row.avg)]
+        cells = [_cell(row.cells[c]) for c in table.columns] + ([_cell(row.avg)] if table.average else [])
         lines.append("| " + " | ".join([row.label, params, *cells]) + " |")
     return "\n".join([*lines, "", provenance(table)]) + "\n"
 
@@ -82,7 +82,7 @@ def csv_text(table: Table) -> str:
     )
     for row in table.rows:
         key = [table.name, row.label, row.key["model"], row.key["method"], row.key.get("rank", "")]
-        for col, c in [*((k, row.cells[k]) for k in table.columns), ("avg", row.avg)]:
+        for col, c in [*((k, row.cells[k]) for k in table.columns), *([("avg", row.avg)] if table.average else [])]:
             values = [_num(c.value), _num(c.printed), _num(c.diff), c.status, len(c.runs), row.params or ""]
             w.writerow([*key, col, *values])
     return out.getvalue()
@@ -121,7 +121,7 @@ def plot_params(table: Table, path: Path) -> Path:
     n = len(table.columns)
     ax.set_ylabel(
         table.columns[0]
-        if n == 1
+        if n == 1 or not table.average
         else f"average over {', '.join(table.columns)}"
         if n <= 3
         else f"average of the {n} columns"
@@ -173,7 +173,7 @@ def plot_losses(table: Table, path: Path) -> Path:
                 run = runs[-1]
                 every = run.log_every or 1
                 xs = [every * (j + 1) for j in range(len(run.loss_curve))]
-                style = "-" if i < 10 else "--"
+                style = ("-" if i < 10 else "--") + ("o" if len(run.loss_curve) < 8 else "")  # short runs: markers
                 (line,) = ax.plot(xs, run.loss_curve, style, color=f"C{i % 10}", label=row.label, lw=1.2)
                 handles.setdefault(row.label, line)
                 drawn = True

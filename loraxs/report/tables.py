@@ -48,6 +48,7 @@ class Table:
     rule: str
     columns: list[str]
     rows: list[Row]
+    average: bool = True  # false: no average column (columns in other units); the plot shows the first column
 
 
 def definitions(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -141,6 +142,10 @@ def build(name: str, runs: list[Run], defs: dict | None = None, printed: dict | 
             "ok" if len(ok) == len(cells) else "missing",
         )
         params = next((r.params for c in cells.values() for r in c.runs if r.params is not None), None)
+        if row.get("max_steps") == 0:
+            params = None  # the untrained base model: its (zero) adapter is not a trained parameter count
+        if d.get("average", True) is False:
+            avg = cells[d["columns"][0]["key"]]
         label = _label(row) + (f" ({row['model']})" if len({r["model"] for r in d["rows"]}) > 1 else "")
         rows.append(
             Row(
@@ -152,4 +157,6 @@ def build(name: str, runs: list[Run], defs: dict | None = None, printed: dict | 
                 avg,
             )
         )
-    return Table(name, d["title"], d["rule"], [c["key"] for c in d["columns"]], rows)
+    return Table(
+        name, d["title"], d["rule"], [c["key"] for c in d["columns"]], rows, d.get("average", True) is not False
+    )
