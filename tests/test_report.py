@@ -321,3 +321,23 @@ def test_columns_from_the_same_runs_share_one_loss_panel(tmp_path):
     assert loss_panels(table) == [table.columns] and len(table.columns) == 8  # one run per row: one panel
     glue = build("lorasb_glue", load_runs(tmp_path))
     assert loss_panels(glue) == [glue.columns]  # no runs at all: one empty panel
+
+
+def test_a_table_without_an_average_has_no_avg_column_and_the_base_row_no_params():
+    """mini_lm (perplexity, bpc): no avg column in the Markdown; the max_steps: 0 row counts no parameters."""
+    from loraxs.report.runs import Run
+
+    def run(method, max_steps, ppl):
+        m = {"reported": {"perplexity": ppl, "bpc": 1.0}, "trainable": {"adapter": 100, "total": 100}}
+        return Run(Path("x"), "finished", "smollm2_135m", None, "wikitext2", method, 8 if method == "lora" else 16,
+                   0, None, metrics={**m, "table": "mini_lm"}, max_steps=max_steps)  # fmt: skip
+
+    runs = [run("lora", 0, 20.0), run("lora", None, 17.0), run("loraxs", None, 18.0)]
+    table = build("mini_lm", runs, printed={})
+    assert [(r.label, r.cells["perplexity"].value, r.params) for r in table.rows] == [
+        ("Base model (no fine-tuning)", 20.0, None),
+        ("LoRA r8", 17.0, 100),
+        ("LoRA-XS r16", 18.0, 100),
+    ]
+    header = markdown(table).splitlines()[4]
+    assert header == "| method | # Params (ours / printed) | perplexity | bpc |"
