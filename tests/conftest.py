@@ -169,29 +169,32 @@ def write_tiny_glue(root: Path, n_train: int = 24, n_dev: int = 16, seed: int = 
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random BERT classifier folder with all-MiniLM-L6-v2's tokenizer (vocab 30522)."""
+TINY_ENCODER = dict(
+    vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+    max_position_embeddings=128,
+)  # fmt: skip
+
+
+def save_tiny_encoder(model, out: Path) -> Path:
+    """``model`` saved to ``out`` with all-MiniLM-L6-v2's tokenizer files (vocab 30522) beside it."""
     import shutil
 
-    from transformers import BertConfig, BertForSequenceClassification
-
     src = minilm_dir()
-    out = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=128,
-    )
-    BertForSequenceClassification(cfg).save_pretrained(out)
+    model.save_pretrained(out)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (src / name).exists():
             shutil.copy(src / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT classifier folder with all-MiniLM-L6-v2's tokenizer (vocab 30522)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(**TINY_ENCODER))
+    return save_tiny_encoder(model, tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="session")
@@ -400,27 +403,11 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_deberta_dir(tmp_path_factory) -> Path:
     """A tiny random DeBERTa-v2 classifier folder with all-MiniLM-L6-v2's (BERT) tokenizer as a stand-in."""
-    import shutil
-
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-    src = minilm_dir()
-    out = tmp_path_factory.mktemp("tiny_deberta")
     torch.manual_seed(0)
-    cfg = DebertaV2Config(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=128,
-        pooler_hidden_size=32,
-    )
-    DebertaV2ForSequenceClassification(cfg).save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (src / name).exists():
-            shutil.copy(src / name, out / name)
-    return out
+    model = DebertaV2ForSequenceClassification(DebertaV2Config(**TINY_ENCODER, pooler_hidden_size=32))
+    return save_tiny_encoder(model, tmp_path_factory.mktemp("tiny_deberta"))
 
 
 LM_WORDS = "the answer is 0 1 2 3 4 5 6 7 8 9 what how many eggs day she sells makes dollars janet".split()

@@ -43,14 +43,18 @@ def exact_match(prediction: str, truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(truth))
 
 
-def f1_v1(prediction: str, truth: str) -> float:
-    """Token F1 as ``evaluate-v1.1.py``: 0 when nothing is shared (also when both normalise to nothing)."""
-    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
+def _overlap_f1(pred: list[str], gold: list[str]) -> float:
+    """F1 of the shared tokens (multiset overlap); 0 when nothing is shared."""
     same = sum((collections.Counter(pred) & collections.Counter(gold)).values())
     if same == 0:
         return 0.0
     precision, recall = same / len(pred), same / len(gold)
     return 2 * precision * recall / (precision + recall)
+
+
+def f1_v1(prediction: str, truth: str) -> float:
+    """Token F1 as ``evaluate-v1.1.py``: 0 when nothing is shared (also when both normalise to nothing)."""
+    return _overlap_f1(normalize_answer(prediction).split(), normalize_answer(truth).split())
 
 
 def f1_v2(prediction: str, truth: str) -> float:
@@ -59,11 +63,7 @@ def f1_v2(prediction: str, truth: str) -> float:
     gold = normalize_answer(truth).split() if truth else []
     if not pred or not gold:
         return float(pred == gold)
-    same = sum((collections.Counter(pred) & collections.Counter(gold)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(gold)
-    return 2 * precision * recall / (precision + recall)
+    return _overlap_f1(pred, gold)
 
 
 def score(predictions: dict[str, str], answers: dict[str, list[str]], version: str) -> tuple[dict[str, float], dict]:
