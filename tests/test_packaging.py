@@ -101,6 +101,4 @@ def test_the_accelerate_config_files_load():
     fsdp = load_config_from_file(str(ROOT / "scripts" / "accelerate" / "fsdp.yaml"))
     assert str(ddp.distributed_type).endswith("MULTI_GPU") and str(fsdp.distributed_type).endswith("FSDP")
     assert fsdp.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
-    assert (
-        "trainer.checkpoint_every=0 trainer.checkpoint_steps=0" in (ROOT / "scripts/accelerate/fsdp.yaml").read_text()
-    )
+    assert fsdp.fsdp_config["fsdp_version"] == 2  # tests/test_fsdp.py runs this fsdp_config on CPU processes

@@ -97,3 +97,48 @@ def test_lr_change_on_resume_applies_from_the_next_step_and_is_recorded(killed_r
     assert resumed["evals"][1:] != high["evals"][1:]  # and it trained differently
     assert json.loads((folder / "metrics.json").read_text())["resumes"][-1]["task.lr"] == [1e-3, 1e-4]
     assert "learning rate changed on resume: 0.001 -> 0.0001" in (folder / "train.log").read_text()
+
+
+@pytest.mark.parametrize("layout", ["by_name", "by_position"])
+def test_checkpoint_restores_the_optimizer_state_in_both_layouts(layout, tmp_path):
+    """Checkpoints key the optimizer state by parameter name (what FSDP's helpers give, any process count);
+    those of earlier versions key it by position (``optimizer.state_dict()``): both restore it exactly."""
+    import torch
+    from conftest import BERT_TARGETS, bert_batch, tiny_bert
+
+    from loraxs import AdapterConfig, inject_adapters
+    from loraxs.training import checkpoint
+
+    def setup():
+        model = tiny_bert(seed=0)
+        cfg = AdapterConfig(method="loraxs", rank=2, target_modules=BERT_TARGETS, modules_to_save=["classifier"])
+        inject_adapters(model, cfg)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW([{"params": params[:3], "lr": 1e-2}, {"params": params[3:], "lr": 1e-3}])
+        return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
+
+    model, opt, sched = setup()
+    for _ in range(2):
+        model(**bert_batch()).loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, opt, sched, {"epoch": 1})
+    saved = torch.load(path, weights_only=True)
+    assert isinstance(saved["optimizer"]["param_groups"][0]["params"][0], str)  # keyed by name
+    if layout == "by_position":
+        saved["optimizer"] = opt.state_dict()
+        torch.save(saved, path)
+    fresh, fresh_opt, fresh_sched = setup()
+    assert checkpoint.load(path, fresh, fresh_opt, fresh_sched) == {"epoch": 1}
+    before, after = opt.state_dict(), fresh_opt.state_dict()
+
+    def groups(state):  # torch's name-keyed load gives betas back as a list; AdamW reads either
+        return [{**g, "betas": tuple(g["betas"])} for g in state["param_groups"]]
+
+    assert groups(before) == groups(after) and before["state"].keys() == after["state"].keys()
+    for i, state in before["state"].items():
+        assert all(torch.equal(v, after["state"][i][k]) for k, v in state.items())
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
+    assert fresh_sched.state_dict() == sched.state_dict()

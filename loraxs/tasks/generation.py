@@ -135,9 +135,12 @@ def generate(
     desc: str = "generate",
     num_beams: int = 1,
     stop: Sequence[str] = (),
+    synced_gpus: bool = False,
 ) -> list[str]:
     """Greedy (``num_beams=1``) or beam-search completions of ``prompts`` (new text only), in order; batches are
     left-padded; generation of a sequence ends at ``eos`` or at any of the ``stop`` strings, which are cut off.
+    ``synced_gpus``: every process runs forward passes until all have finished (a sharded model's forward is a
+    collective).
 
     Prompts are sorted by length so that each batch pads little; the results are put back in input order.
     """
@@ -172,6 +175,7 @@ def generate(
                 temperature=None,
                 top_p=None,
                 top_k=None,
+                synced_gpus=synced_gpus,
                 **extra,
             )
             new = gen[:, enc["input_ids"].shape[1] :]
@@ -187,25 +191,38 @@ def generate(
 
 
 def generate_sharded(accelerator: Any, model: Any, tokenizer: Any, prompts: Sequence[str], **kw: Any) -> list[str]:
-    """:func:`generate` with the prompts split across processes and the completions gathered in order."""
+    """:func:`generate` with the prompts split across processes and the completions gathered in order.
+
+    A sharded (FSDP) model runs a collective in every forward pass, so there every process takes the same number
+    of prompts (the short shards repeat their last one, whose copy is dropped) and generates in step with the
+    others (``synced_gpus``)."""
     n, rank = accelerator.num_processes, accelerator.process_index
     if n == 1:
         return generate(accelerator.unwrap_model(model), tokenizer, prompts, device=accelerator.device, **kw)
     from accelerate.utils import gather_object
 
     mine = list(range(rank, len(prompts), n))
+    sharded = is_sharded(model)
+    padded = mine + [mine[-1] if mine else 0] * (-(-len(prompts) // n) - len(mine)) if sharded else mine
     texts = generate(
         accelerator.unwrap_model(model),
         tokenizer,
-        [prompts[i] for i in mine],
+        [prompts[i] for i in padded],
         device=accelerator.device,
-        **{**kw, "progress": kw.get("progress", True) and rank == 0},
+        **{**kw, "progress": kw.get("progress", True) and rank == 0, "synced_gpus": sharded},
     )
-    pairs = gather_object(list(zip(mine, texts)))
+    pairs = gather_object(list(zip(mine, texts[: len(mine)])))
     out = [""] * len(prompts)
     for i, t in pairs:
         out[i] = t
     return out
+
+
+def is_sharded(model: Any) -> bool:
+    """Whether any parameter of ``model`` is a shard (FSDP2's ``DTensor``)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def complete(

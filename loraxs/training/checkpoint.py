@@ -6,10 +6,18 @@ scheduler states, the epoch and step counters, the batches consumed in the curre
 states, the evaluation history and the elapsed training time. Data order is seeded from (seed, epoch), so a
 resume replays the same order, skips the consumed batches and restores the dropout random state: it repeats
 the uninterrupted run exactly on CPU, from an epoch end or from the middle of an epoch.
+
+Every process calls :func:`save` and :func:`load`; one writes. The states are full (unsharded) tensors in every
+setting: under FSDP each sharded parameter is gathered (``DTensor.full_tensor``) and the optimizer state comes
+from ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict(full_state_dict=True, cpu_offload=True)``,
+the helper Accelerate's own FSDP2 ``save_fsdp_optimizer`` calls; on load each rank takes its shard back
+(``distribute_tensor``, ``set_optimizer_state_dict``). The optimizer state is keyed by parameter name, so a
+checkpoint written by 8 FSDP processes resumes on 1 process, or on DDP, and the other way round.
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +28,42 @@ from ..io import atomic_write
 from .errors import TrainingError
 
 
-def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable parameters plus the frozen adapter factors (``lora_A``, ``lora_B``)."""
-    return {
-        n: p.detach().cpu().clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad or n.endswith(("lora_A", "lora_B"))
-    }
+def _saved(name: str, p: torch.Tensor) -> bool:
+    """What a checkpoint holds: the trainable parameters and the frozen adapter factors (``lora_A``, ``lora_B``)."""
+    return p.requires_grad or name.endswith(("lora_A", "lora_B"))
+
+
+def _is_sharded(p: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(p, DTensor)
+
+
+def state_tensors(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
+    """Trainable parameters plus the frozen adapter factors, full and on the CPU. A sharded (FSDP) parameter is
+    gathered, a collective that every process joins; ``keep=False`` (the processes that do not write) gathers and
+    drops."""
+    out = {}
+    for n, p in model.named_parameters():
+        if _saved(n, p):
+            t = p.detach().full_tensor() if _is_sharded(p) else p.detach()
+            if keep:
+                out[n] = t.cpu().clone()
+    return out
+
+
+def optimizer_state(model: nn.Module, optimizer: Any) -> dict[str, Any]:
+    """The optimizer's full state keyed by parameter name (gathered under FSDP; on the main process only when
+    several processes run, empty elsewhere)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, _torch_optimizer(optimizer), options=options)
+
+
+def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside Accelerate's wrapper (its param groups hold the model's parameters)."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,18 +88,19 @@ def save(
     progress: dict[str, Any],
     keep: int = 1,
     previous_step: int | None = None,
+    write: bool = True,
 ) -> None:
     """Write the checkpoint to ``path`` atomically; with ``keep > 1`` the previous ``path`` (saved at optimizer
-    step ``previous_step``) stays as ``step-<n>.pt`` beside it, and only the ``keep - 1`` newest of those are kept."""
+    step ``previous_step``) stays as ``step-<n>.pt`` beside it, and only the ``keep - 1`` newest of those are kept.
+    Every process calls it (the states are gathered); the one with ``write=True`` writes."""
+    tensors = state_tensors(model, keep=write)
+    optim = optimizer_state(model, optimizer)
+    if not write:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     if keep > 1 and previous_step is not None and path.is_file():
         _keep_previous(path, keep, previous_step)
-    payload = {
-        "model": state_tensors(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "progress": progress,
-    }
+    payload = {"model": tensors, "optimizer": optim, "scheduler": scheduler.state_dict(), "progress": progress}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -81,9 +119,11 @@ def _keep_previous(path: Path, keep: int, step: int) -> None:
 
 
 def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """Restore the states saved by :func:`save`; returns the ``progress`` dict."""
+    """Restore the states saved by :func:`save` (every process reads the file, memory-mapped, and takes its own
+    shard of each sharded parameter); returns the ``progress`` dict."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        mmap = zipfile.is_zipfile(path)  # torch.save's format (anything else fails below with its own reason)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         raise TrainingError(f"checkpoint {path} is unreadable ({type(e).__name__}); it may be truncated") from None
     keys = ("model", "optimizer", "scheduler", "progress")
@@ -105,7 +145,26 @@ def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[s
                 raise TrainingError(
                     f"checkpoint {path}: {n} has shape {tuple(t.shape)}, the model {tuple(params[n].shape)}"
                 )
-            params[n].copy_(t.to(params[n]))
-    optimizer.load_state_dict(payload["optimizer"])
+            p = params[n]
+            if _is_sharded(p):
+                from torch.distributed.tensor import distribute_tensor
+
+                local = distribute_tensor(t.to(p.device, p.dtype), p.device_mesh, p.placements).to_local()
+                p.to_local().copy_(local)
+            else:
+                p.copy_(t.to(p))
+    _load_optimizer(model, optimizer, payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     return payload["progress"]
+
+
+def _load_optimizer(model: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
+    """Keyed by parameter name (:func:`optimizer_state`), or by position (checkpoints of earlier versions)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    groups = state.get("param_groups") or [{"params": []}]
+    if all(isinstance(i, int) for g in groups for i in g["params"]):
+        _torch_optimizer(optimizer).load_state_dict(state)
+        return
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(model, _torch_optimizer(optimizer), state, options=options)

@@ -1,7 +1,7 @@
 """The training loop: spec → load → inject → train with Accelerate → evaluate → select → save.
 
 Reads top to bottom; the phases it calls live in :mod:`loraxs.training.phases`. One process or many
-(``accelerate launch``, ``torchrun``), CPU or GPU. The scheduler is stepped once per optimizer step (it is not
+(``accelerate launch``, ``torchrun``), CPU or GPU, data parallel or (full fine-tuning) FSDP2. The scheduler is stepped once per optimizer step (it is not
 handed to ``accelerator.prepare``, which would step it once per process). Data order and dropout are seeded from
 (seed, epoch), which makes resuming after an epoch exact; resuming injects the adapter without initialising it
 (no SVD, no LoRA-SB estimate): its factors come from the checkpoint.
@@ -64,6 +64,13 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
     if spec.trainer.threads:
         torch.set_num_threads(spec.trainer.threads)
     accelerator = make_accelerator(spec)
+    try:
+        _check_fsdp(spec, accelerator)
+    except TrainingError:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        raise
     main = accelerator.is_main_process
     run_dir = run_folder.shared(accelerator, Path(spec.paths.output_dir), spec.name, spec.resume)
     run_folder.setup_logging(run_dir, main)
@@ -75,13 +82,6 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
 
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     LOG.info("run folder: %s", run_dir)
-    if str(accelerator.distributed_type).endswith("FSDP") and (
-        spec.trainer.checkpoint_every or spec.trainer.checkpoint_steps
-    ):
-        raise TrainingError(
-            "resumable checkpoints are not implemented under FSDP (the optimizer state is sharded); set "
-            "trainer.checkpoint_every=0 trainer.checkpoint_steps=0 (the final and best models are saved correctly)"
-        )
     LOG.info(
         "%d process(es), %s, mixed precision %s",
         accelerator.num_processes,
@@ -125,6 +125,22 @@ def run(spec: RunSpec, resolved: dict[str, Any], info: dict[str, Any] | None = N
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def _check_fsdp(spec: RunSpec, accelerator: Any) -> None:
+    """What FSDP does not run, refused before the run folder is made."""
+    if not str(accelerator.distributed_type).endswith("FSDP"):
+        return
+    if spec.adapter.method != "full":
+        raise TrainingError(
+            f"FSDP shards full fine-tuning only (adapter=full); adapter={spec.adapter.method} trains its few "
+            "parameters with data parallelism: accelerate launch --config_file scripts/accelerate/ddp.yaml"
+        )
+    if spec.task.family == "lm":
+        raise TrainingError(
+            f"task={spec.task.name} is not supported under FSDP (its evaluation gives the processes unequal numbers "
+            "of windows, and a sharded forward pass needs all of them); use scripts/accelerate/ddp.yaml"
+        )
 
 
 def _train(
@@ -267,9 +283,9 @@ def _train(
             accumulation_step=accelerator.step,
             train_time=time.time() - t_train,
         )
-        if main:
-            keep, previous = spec.trainer.keep_checkpoints, saved_at["step"]
-            checkpoint.save(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler, progress, keep, previous)
+        keep, previous = spec.trainer.keep_checkpoints, saved_at["step"]
+        unwrapped = accelerator.unwrap_model(model)  # every process gathers its shards (FSDP); the main one writes
+        checkpoint.save(ckpt_path, unwrapped, optimizer, scheduler, progress, keep, previous, write=main)
         saved_at["step"] = step
         accelerator.wait_for_everyone()
 

@@ -221,7 +221,21 @@ def make_optimizer(model: nn.Module, spec: RunSpec, total_steps: int) -> tuple[t
 def evaluate(task: Any, model: nn.Module, accelerator: Any, spec: RunSpec, **kw: Any) -> tuple[dict, dict]:
     """The task's metrics and per-example records (generation tasks: ``task.eval_batch_size`` prompts at a time)."""
     batch = getattr(spec.task, "eval_batch_size", None) or spec.trainer.eval_batch_size
-    return task.evaluate(model, accelerator, batch, spec.trainer.progress, **kw)
+    try:
+        return task.evaluate(model, accelerator, batch, spec.trainer.progress, **kw)
+    finally:
+        reshard(model)
+
+
+def reshard(model: nn.Module) -> None:
+    """Under FSDP2, put every module back to its sharded parameters. Forward passes without a backward (evaluation)
+    leave the root module's parameters gathered, and its ``named_parameters`` are then not the tensors the
+    optimizer holds; elsewhere a no-op."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 @torch.no_grad()
@@ -242,4 +256,5 @@ def validation_loss(task: Any, model: nn.Module, accelerator: Any, spec: RunSpec
             count += n
     finally:
         model.train(was_training)
+        reshard(model)
     return total / max(1, count)
