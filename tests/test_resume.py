@@ -142,3 +142,20 @@ def test_checkpoint_restores_the_optimizer_state_in_both_layouts(layout, tmp_pat
         assert all(torch.equal(v, after["state"][i][k]) for k, v in state.items())
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters()))
     assert fresh_sched.state_dict() == sched.state_dict()
+
+
+def test_resume_with_another_process_count_is_refused(killed_run, tmp_path):
+    """The data split, the schedule length and the per-process random states depend on the process count."""
+    import torch
+
+    from loraxs.training import TrainingError
+
+    folder, base = killed_run
+    path = folder / "checkpoints" / "last.pt"
+    payload = torch.load(path, weights_only=True)
+    assert payload["progress"]["processes"] == 1
+    payload["progress"]["processes"] = 2
+    torch.save(payload, path)
+    with pytest.raises(TrainingError) as info:
+        train_run([*base, f"resume={folder}", "trainer.interrupt_at_step=null"])
+    assert str(info.value).startswith(f"checkpoint {path} was written by 2 process(es) and this run has 1; resume")

@@ -11,8 +11,9 @@ Every process calls :func:`save` and :func:`load`; one writes. The states are fu
 setting: under FSDP each sharded parameter is gathered (``DTensor.full_tensor``) and the optimizer state comes
 from ``torch.distributed.checkpoint.state_dict.get_optimizer_state_dict(full_state_dict=True, cpu_offload=True)``,
 the helper Accelerate's own FSDP2 ``save_fsdp_optimizer`` calls; on load each rank takes its shard back
-(``distribute_tensor``, ``set_optimizer_state_dict``). The optimizer state is keyed by parameter name, so a
-checkpoint written by 8 FSDP processes resumes on 1 process, or on DDP, and the other way round.
+(``distribute_tensor``, ``set_optimizer_state_dict``). The optimizer state is keyed by parameter name, so the
+tensors of a checkpoint written by 8 FSDP processes load into one unsharded model as well (a run itself resumes
+with the process count that wrote it: the loop checks).
 """
 
 from __future__ import annotations

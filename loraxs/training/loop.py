@@ -205,10 +205,17 @@ def _train(
         "batches_done": 0,  # micro-batches of epoch (epoch + 1) consumed when the checkpoint was written
         "rng": None,  # per process: the torch random states at that moment (dropout)
         "accumulation_step": 0,  # Accelerate's micro-batch counter (when gradients synchronise)
+        "processes": accelerator.num_processes,  # the data split, the schedule and the random states depend on it
     }
     if spec.resume:
         wanted = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # the resumed config's lrs
         progress.update(checkpoint.load(ckpt_path, accelerator.unwrap_model(model), optimizer, scheduler))
+        if progress.get("processes", accelerator.num_processes) != accelerator.num_processes:
+            raise TrainingError(
+                f"checkpoint {ckpt_path} was written by {progress['processes']} process(es) and this run has "
+                f"{accelerator.num_processes}; resume with {progress['processes']} (the data split across processes, "
+                "the schedule length and the random states depend on it)"
+            )
         LOG.info(
             "resumed from %s after epoch %d%s (step %d)",
             ckpt_path,
