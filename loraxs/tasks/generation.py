@@ -9,6 +9,7 @@ at the task's stop strings, and returns only the new text, cut before the first 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -201,9 +202,13 @@ def generate_sharded(accelerator: Any, model: Any, tokenizer: Any, prompts: Sequ
         return generate(accelerator.unwrap_model(model), tokenizer, prompts, device=accelerator.device, **kw)
     from accelerate.utils import gather_object
 
+    from ..sharding import is_sharded
+
     mine = list(range(rank, len(prompts), n))
     sharded = is_sharded(model)
-    padded = mine + [mine[-1] if mine else 0] * (-(-len(prompts) // n) - len(mine)) if sharded else mine
+    padded = list(mine)
+    while sharded and len(padded) < math.ceil(len(prompts) / n):  # as many prompts as process 0
+        padded.append(mine[-1] if mine else 0)
     texts = generate(
         accelerator.unwrap_model(model),
         tokenizer,
@@ -216,13 +221,6 @@ def generate_sharded(accelerator: Any, model: Any, tokenizer: Any, prompts: Sequ
     for i, t in pairs:
         out[i] = t
     return out
-
-
-def is_sharded(model: Any) -> bool:
-    """Whether any parameter of ``model`` is a shard (FSDP2's ``DTensor``)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def complete(

@@ -26,18 +26,13 @@ import torch
 from torch import nn
 
 from ..io import atomic_write
+from ..sharding import is_shard
 from .errors import TrainingError
 
 
 def _saved(name: str, p: torch.Tensor) -> bool:
     """What a checkpoint holds: the trainable parameters and the frozen adapter factors (``lora_A``, ``lora_B``)."""
     return p.requires_grad or name.endswith(("lora_A", "lora_B"))
-
-
-def _is_sharded(p: torch.Tensor) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(p, DTensor)
 
 
 def state_tensors(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
@@ -47,7 +42,7 @@ def state_tensors(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor
     out = {}
     for n, p in model.named_parameters():
         if _saved(n, p):
-            t = p.detach().full_tensor() if _is_sharded(p) else p.detach()
+            t = p.detach().full_tensor() if is_shard(p) else p.detach()
             if keep:
                 out[n] = t.cpu().clone()
     return out
@@ -147,7 +142,7 @@ def load(path: Path, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[s
                     f"checkpoint {path}: {n} has shape {tuple(t.shape)}, the model {tuple(params[n].shape)}"
                 )
             p = params[n]
-            if _is_sharded(p):
+            if is_shard(p):
                 from torch.distributed.tensor import distribute_tensor
 
                 local = distribute_tensor(t.to(p.device, p.dtype), p.device_mesh, p.placements).to_local()
@@ -163,8 +158,7 @@ def _load_optimizer(model: nn.Module, optimizer: Any, state: dict[str, Any]) -> 
     """Keyed by parameter name (:func:`optimizer_state`), or by position (checkpoints of earlier versions)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    groups = state.get("param_groups") or [{"params": []}]
-    if all(isinstance(i, int) for g in groups for i in g["params"]):
+    if all(isinstance(i, int) for g in state.get("param_groups", []) for i in g["params"]):
         _torch_optimizer(optimizer).load_state_dict(state)
         return
     options = StateDictOptions(full_state_dict=True)

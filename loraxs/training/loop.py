@@ -1,8 +1,9 @@
 """The training loop: spec → load → inject → train with Accelerate → evaluate → select → save.
 
 Reads top to bottom; the phases it calls live in :mod:`loraxs.training.phases`. One process or many
-(``accelerate launch``, ``torchrun``), CPU or GPU, data parallel or (full fine-tuning) FSDP2. The scheduler is stepped once per optimizer step (it is not
-handed to ``accelerator.prepare``, which would step it once per process). Data order and dropout are seeded from
+(``accelerate launch``, ``torchrun``), CPU or GPU, data parallel or (full fine-tuning) FSDP2. The scheduler is
+stepped once per optimizer step (it is not handed to ``accelerator.prepare``, which would step it once per
+process). Data order and dropout are seeded from
 (seed, epoch), which makes resuming after an epoch exact; resuming injects the adapter without initialising it
 (no SVD, no LoRA-SB estimate): its factors come from the checkpoint.
 

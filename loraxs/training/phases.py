@@ -21,6 +21,7 @@ from ..adapter_files import CONFIG_NAME, find_adapter_folder
 from ..inject import get_config, head_module_names
 from ..lorasb import effective_lr, lorasb_init
 from ..models import causal_lm_path, load_causal_lm, load_classifier, load_encoder_head, load_tokenizer
+from ..sharding import reshard
 from .errors import TrainingError
 from .run_folder import LOG
 from .spec import RunSpec, model_head
@@ -225,17 +226,6 @@ def evaluate(task: Any, model: nn.Module, accelerator: Any, spec: RunSpec, **kw:
         return task.evaluate(model, accelerator, batch, spec.trainer.progress, **kw)
     finally:
         reshard(model)
-
-
-def reshard(model: nn.Module) -> None:
-    """Under FSDP2, put every module back to its sharded parameters. Forward passes without a backward (evaluation)
-    leave the root module's parameters gathered, and its ``named_parameters`` are then not the tensors the
-    optimizer holds; elsewhere a no-op."""
-    from torch.distributed.fsdp import FSDPModule
-
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
 
 
 @torch.no_grad()
